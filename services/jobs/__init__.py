@@ -1,0 +1,1 @@
+"""The job model: entities (models), their legal moves (state_machine) and their storage (repository)."""

@@ -1,0 +1,186 @@
+"""Layered models of what jobtrail stores.
+
+Jobs and their events are stored camelCase (the shape the existing front end reads, seed 002);
+executions keep the snake_case field names of the execution-log API (seed 004). The repository
+fills every server-owned field (ids, timestamps, status); callers only ever build the ``*Create``
+models.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from services.pipelines.spec import JobStatus
+
+# Ids travel in URLs, log labels and Pub/Sub attributes: keep them printable and bounded.
+_ID_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="python")
+
+
+def make_trace_id(account_id: str, scenario_id: str, source_id: str) -> str:
+    """traceId = accountId-scenarioId-sourceId (seed 000 §5).
+
+    Parts may contain '-', so the joined id is not parsed back: jobs also store the three parts.
+    """
+    for label, part in (("accountId", account_id), ("scenarioId", scenario_id), ("sourceId", source_id)):
+        if not _ID_PART.match(part or ""):
+            raise ValueError(f"{label} must be 1-128 characters of letters, digits or _.:@- ({part!r})")
+    return f"{account_id}-{scenario_id}-{source_id}"
+
+
+class JobError(CamelModel):
+    code: str
+    message: str
+    retryable: bool = False
+    stage: str | None = None
+
+
+class Cost(CamelModel):
+    """What a job spent, by kind (compute, suno_credits, egress...), in the account's currency."""
+
+    total: float = 0.0
+    items: dict[str, float] = Field(default_factory=dict)
+
+
+class JobCreate(CamelModel):
+    pipeline: str
+    account_id: str
+    scenario_id: str
+    source_id: str
+    user_id: str
+    idempotency_key: str | None = None
+    # The job's parameters (video URL, channelId...): enough to run, retry or replay it.
+    input: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("account_id", "scenario_id", "source_id", "user_id")
+    @classmethod
+    def _printable_id(cls, value: str, info: Any) -> str:
+        if not _ID_PART.match(value or ""):
+            raise ValueError(f"{info.field_name} must be 1-128 characters of letters, digits or _.:@-")
+        return value
+
+
+class Job(JobCreate):
+    job_id: str
+    trace_id: str
+    status: JobStatus
+    stage: str
+    progress_text: str
+    attempt: int = 1
+    created_at: datetime
+    updated_at: datetime
+    heartbeat_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: JobError | None = None
+    suno_task_id: str | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+    cost: Cost = Field(default_factory=Cost)
+    otel_trace_id: str | None = None
+    cancel_requested: bool = False
+    # Where a retry resumes: the last forward stage reached before the job failed or timed out.
+    resume_stage: str | None = None
+    # The attempt's hard limit (pipelines with max_duration_seconds); heartbeats never pass it.
+    deadline_at: datetime | None = None
+    # When the sweeper should look at this job; None once it is finished (so no query finds it).
+    stale_at: datetime | None = None
+    expire_at: datetime | None = None
+    event_count: int = 0
+    last_event_at: datetime | None = None
+
+
+class JobEvent(CamelModel):
+    event_id: str
+    job_id: str
+    seq: int
+    from_stage: str | None
+    to_stage: str
+    at: datetime
+    duration_ms: int | None = Field(None, description="Time since the previous event of this job.")
+    actor: str
+    attempt: int
+    message: str = ""
+    expire_at: datetime | None = None
+
+
+class ExecutionStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    SUCCESS = "success"
+    FAIL = "fail"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+class Execution(BaseModel):
+    """One attempt at one message (seed 000 §14, seed 004)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    execution_id: str
+    message_id: str
+    job_id: str
+    workflow: str
+    subscription: str
+    attempt: int
+    status: ExecutionStatus = ExecutionStatus.IN_PROGRESS
+    started_at: datetime
+    finished_at: datetime | None = None
+    action_duration_ms: int | None = None
+    last_error: str | None = None
+    retryable: bool | None = None
+    queued_to_dlq: bool = False
+    payload_snapshot: dict[str, Any] = Field(default_factory=dict)
+    trace_id: str
+    account_id: str | None = None
+    scenario_id: str | None = None
+    source_id: str | None = None
+    expire_at: datetime | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+
+class QueueState(CamelModel):
+    name: str
+    paused: bool = False
+    changed_by: str | None = None
+    changed_at: datetime | None = None
+
+
+class AuditRecord(CamelModel):
+    audit_id: str
+    actor: str
+    action: str
+    target: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    result: str
+    at: datetime
+
+
+class Heartbeat(CamelModel):
+    seconds_since_update: int
+    is_stale: bool
+
+
+def heartbeat_of(job: Job, now: datetime, stale_after_seconds: int) -> Heartbeat:
+    """Seed 002's liveness view: how long since the job last moved, and whether that is too long.
+
+    A finished job is never stale: nothing is expected of it any more.
+    """
+    age = max(0, int((now - job.heartbeat_at).total_seconds()))
+    return Heartbeat(
+        seconds_since_update=age,
+        is_stale=not job.status.is_terminal and age > stale_after_seconds,
+    )

@@ -1,0 +1,99 @@
+"""The declaration of a pipeline: its ordered stages and its terminal stages.
+
+The state machine reads only this; it knows nothing of videos or music.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """The coarse status every pipeline shares; the fine-grained position is the stage."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED}
+)
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    progress_text: str
+    # How long a job may sit in this stage without a heartbeat before the sweeper times it out.
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    # The forward path, first (initial) to last (success). A job only ever moves forward along it.
+    stages: tuple[Stage, ...]
+    failed: Stage
+    timed_out: Stage
+    cancelled: Stage
+    # The Pub/Sub topic (name from infra/topology.yaml) that carries this pipeline's work.
+    topic: str
+    # A hard limit on the whole job, whatever its heartbeats say (Music Clips: 10 minutes).
+    max_duration_seconds: int | None = None
+    _rank: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_rank", {s.name: i for i, s in enumerate(self.stages)})
+
+    @property
+    def initial(self) -> Stage:
+        return self.stages[0]
+
+    @property
+    def succeeded(self) -> Stage:
+        return self.stages[-1]
+
+    @property
+    def terminal_stages(self) -> dict[str, JobStatus]:
+        return {
+            self.succeeded.name: JobStatus.SUCCEEDED,
+            self.failed.name: JobStatus.FAILED,
+            self.timed_out.name: JobStatus.TIMED_OUT,
+            self.cancelled.name: JobStatus.CANCELLED,
+        }
+
+    def stage(self, name: str) -> Stage:
+        for s in (*self.stages, self.failed, self.timed_out, self.cancelled):
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def has_stage(self, name: str) -> bool:
+        return name in self._rank or name in self.terminal_stages
+
+    def rank(self, name: str) -> int:
+        """Position on the forward path; terminal stages rank above every stage."""
+        if name in self._rank:
+            return self._rank[name]
+        return len(self.stages)
+
+    def status_of(self, stage: str) -> JobStatus:
+        if stage in self.terminal_stages:
+            return self.terminal_stages[stage]
+        return JobStatus.QUEUED if stage == self.initial.name else JobStatus.RUNNING
+
+    def next_stage(self, stage: str) -> Stage | None:
+        i = self._rank.get(stage)
+        if i is None or i + 1 >= len(self.stages):
+            return None
+        return self.stages[i + 1]

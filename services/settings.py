@@ -1,0 +1,91 @@
+"""The one typed settings object. Nothing else in the code base reads the environment.
+
+Every field can be set by an environment variable of the same name in upper case
+(e.g. ``STALE_AFTER_SECONDS=90``). Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    # --- Google Cloud -----------------------------------------------------------------------
+    google_cloud_project: str = Field("jobtrail-local", description="Project id (emulators accept any).")
+    region: str = "europe-west1"
+    # Set by the emulators' env-init; the Google clients read these same variables themselves.
+    firestore_emulator_host: str | None = None
+    pubsub_emulator_host: str | None = None
+    firestore_database: str = "(default)"
+    # Prefix for every collection, so test runs and environments never share documents.
+    collection_prefix: str = ""
+
+    # --- Pub/Sub topology ---------------------------------------------------------------------
+    topology_file: str | None = Field(None, description="Defaults to infra/topology.yaml in the package.")
+    topic_prefix: str = ""
+
+    # --- Jobs -------------------------------------------------------------------------------
+    stale_after_seconds: int = Field(60, description="Heartbeat age after which a job reads as stale.")
+    retention_days: int = Field(30, description="Finished jobs and events expire (Firestore TTL) after this.")
+    sweep_batch_size: int = 200
+
+    # --- Worker guardrails --------------------------------------------------------------------
+    handler_timeout_seconds: float = 60.0
+    worker_max_concurrency: int = 8
+    paused_nack_delay_seconds: float = 10.0
+    breaker_fail_max: int = 5
+    breaker_reset_seconds: float = 30.0
+    external_timeout_seconds: float = 10.0
+
+    # --- Intake -------------------------------------------------------------------------------
+    webhook_hmac_secret: SecretStr = SecretStr("dev-webhook-secret")
+    max_body_bytes: int = 64 * 1024
+
+    # --- External services (fakes on loopback locally) ----------------------------------------
+    video_source_url: str = "http://127.0.0.1:8090/video"
+    instagram_url: str = "http://127.0.0.1:8090/instagram"
+    suno_api_url: str = "http://127.0.0.1:8090/suno"
+    suno_api_key: SecretStr = SecretStr("dev-suno-key")
+    public_base_url: str | None = Field(None, description="Where Suno sends callbacks; unset = 400.")
+    suno_callback_token: SecretStr = SecretStr("dev-callback-token")
+    suno_timeout_seconds: int = 600
+    suno_poll_interval_seconds: float = 15.0
+
+    # --- API and auth -------------------------------------------------------------------------
+    jwt_secret: SecretStr | None = SecretStr("dev-jwt-secret")
+    jwks_url: str | None = None
+    jwt_audience: str | None = None
+    api_key_hashes: dict[str, str] = Field(
+        default_factory=dict, description="sha256 hex of an API key -> principal name (role admin)."
+    )
+
+    # --- Telemetry ----------------------------------------------------------------------------
+    trace_exporter: Literal["none", "console", "memory", "gcp"] = "none"
+    metrics_exporter: Literal["none", "prometheus", "gcp"] = "prometheus"
+    metrics_export_interval_seconds: float = 60.0
+    log_level: str = "INFO"
+
+    # --- Cost rates ---------------------------------------------------------------------------
+    cost_per_compute_second: float = 0.000024
+    cost_per_suno_credit: float = 0.01
+    cost_per_gb_egress: float = 0.12
+
+    # --- Alerting -----------------------------------------------------------------------------
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    slack_webhook_url: SecretStr | None = None
+    alert_relay_token: SecretStr = SecretStr("dev-relay-token")
+    console_base_url: str = "https://console.cloud.google.com"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this instance, read once."""
+    return Settings()
