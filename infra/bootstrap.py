@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 
 from google.api_core.exceptions import AlreadyExists
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 from google.protobuf import duration_pb2
 
-from infra.topology import Topology, load_topology
+from infra.topology import RetryPolicy, Topology, load_topology
 
 
 def _duration(text: str) -> duration_pb2.Duration:
@@ -25,8 +25,13 @@ def bootstrap(
     prefix: str = "",
     push_endpoints: dict[str, str] | None = None,
     topology: Topology | None = None,
+    backoff: RetryPolicy | None = None,
 ) -> dict[str, str]:
-    """Create every topic and subscription (idempotent). Returns subscription name -> full path."""
+    """Create every topic and subscription (idempotent). Returns subscription name -> full path.
+
+    ``backoff`` replaces every retry policy: tests and the demo use seconds where production
+    waits minutes; everything else comes from the topology file unchanged.
+    """
     topology = topology or load_topology()
     endpoints = push_endpoints or {}
     publisher = pubsub_v1.PublisherClient()
@@ -48,8 +53,8 @@ def bootstrap(
                     "max_delivery_attempts": sub.max_delivery_attempts,
                 },
                 "retry_policy": {
-                    "minimum_backoff": _duration(sub.retry_policy.minimum_backoff),
-                    "maximum_backoff": _duration(sub.retry_policy.maximum_backoff),
+                    "minimum_backoff": _duration((backoff or sub.retry_policy).minimum_backoff),
+                    "maximum_backoff": _duration((backoff or sub.retry_policy).maximum_backoff),
                 },
             }
             if sub.push_to and sub.push_to in endpoints:

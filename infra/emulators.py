@@ -118,6 +118,7 @@ def stop(emulator: Emulator, timeout: float = 10.0) -> None:
     """Stop the emulator's whole process group (gcloud and its Java child)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(emulator.pid, signal.SIGTERM)
+        os.killpg(emulator.pid, signal.SIGCONT)  # a frozen emulator must wake to die
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -130,6 +131,16 @@ def stop(emulator: Emulator, timeout: float = 10.0) -> None:
     else:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(emulator.pid, signal.SIGKILL)
+
+
+def freeze(emulator: Emulator) -> None:
+    """Make the emulator unreachable without losing its data (SIGSTOP to the whole group):
+    connections hang, as they do when Firestore is down or partitioned away."""
+    os.killpg(emulator.pid, signal.SIGSTOP)
+
+
+def thaw(emulator: Emulator) -> None:
+    os.killpg(emulator.pid, signal.SIGCONT)
 
 
 def restart(emulator: Emulator, *, project: str = "jobtrail-local") -> Emulator:

@@ -25,7 +25,7 @@ class Clients:
     _firestore: firestore.Client | None = None
     _publisher: pubsub_v1.PublisherClient | None = None
 
-    def _point_at_emulators(self) -> None:
+    def point_at_emulators(self) -> None:
         # The Google libraries read these two variables, not our settings; copy them over so a
         # Settings object handed in by a test wins over whatever the process started with.
         if self.settings.firestore_emulator_host:
@@ -39,7 +39,7 @@ class Clients:
             if self._firestore is None:
                 from google.cloud import firestore
 
-                self._point_at_emulators()
+                self.point_at_emulators()
                 self._firestore = firestore.Client(
                     project=self.settings.google_cloud_project, database=self.settings.firestore_database
                 )
@@ -51,7 +51,7 @@ class Clients:
             if self._publisher is None:
                 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-                self._point_at_emulators()
+                self.point_at_emulators()
                 self._publisher = pubsub_v1.PublisherClient(
                     publisher_options=pubsub_v1.types.PublisherOptions(enable_open_telemetry_tracing=False)
                 )

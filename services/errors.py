@@ -58,3 +58,12 @@ class Unauthorized(JobtrailError):
 class Forbidden(JobtrailError):
     code = "FORBIDDEN"
     http_status = 403
+
+
+class PayloadTooLarge(JobtrailError):
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class InvalidSignature(Unauthorized):
+    code = "INVALID_SIGNATURE"

@@ -37,8 +37,13 @@ class Settings(BaseSettings):
 
     # --- Worker guardrails --------------------------------------------------------------------
     handler_timeout_seconds: float = 60.0
+    # Below the worker subscriptions' ack deadline (infra/topology.yaml: 60 s), so Pub/Sub always
+    # hears an answer before it gives up on a push.
+    delivery_deadline_seconds: float = 55.0
     worker_max_concurrency: int = 8
     paused_nack_delay_seconds: float = 10.0
+    # The worker's first Firestore read doubles as its health check: unreachable within this -> nack.
+    dependency_timeout_seconds: float = 5.0
     breaker_fail_max: int = 5
     breaker_reset_seconds: float = 30.0
     external_timeout_seconds: float = 10.0
@@ -56,9 +61,18 @@ class Settings(BaseSettings):
     suno_callback_token: SecretStr = SecretStr("dev-callback-token")
     suno_timeout_seconds: int = 600
     suno_poll_interval_seconds: float = 15.0
+    processor_url: str = "http://127.0.0.1:8090/processor"
+    suno_model: str = Field("V4_5", description="sunoapi.org model name sent with every generate call.")
+    # In-call retries stay few and short: Pub/Sub redelivery is the main retry loop.
+    external_max_attempts: int = Field(3, ge=1)
+    external_backoff_initial_seconds: float = 0.5
+    external_backoff_max_seconds: float = 5.0
+    # A Retry-After longer than this is not slept through: the error goes up for a later redelivery.
+    external_retry_after_max_seconds: float = 30.0
 
     # --- API and auth -------------------------------------------------------------------------
-    jwt_secret: SecretStr | None = SecretStr("dev-jwt-secret")
+    # HS256 keys shorter than the 32-byte hash are refused (RFC 7518 §3.2), the dev default included.
+    jwt_secret: SecretStr | None = SecretStr("dev-jwt-secret-for-local-runs-only-0001")
     jwks_url: str | None = None
     jwt_audience: str | None = None
     api_key_hashes: dict[str, str] = Field(
@@ -83,6 +97,30 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = None
     alert_relay_token: SecretStr = SecretStr("dev-relay-token")
     console_base_url: str = "https://console.cloud.google.com"
+    # Public URL of the API service (job pages, dashboard); alert messages link jobs to it.
+    api_base_url: str | None = None
+    alert_max_attempts: int = Field(5, ge=1)
+    alert_backoff_initial_seconds: float = 1.0
+    alert_backoff_max_seconds: float = 16.0
+    # A chat API asking for a longer pause than this is not waited for: the channel reports a
+    # failure, its claim is released, and the next notification of the incident delivers it.
+    alert_retry_after_max_seconds: float = 30.0
+    # Retries stop before this much time has passed, so a slow chat API never runs the relay past
+    # its request timeout.
+    alert_delivery_budget_seconds: float = 45.0
+
+    # --- Music Clips --------------------------------------------------------------------------
+    # Polls of a pending Suno task back off from suno_poll_interval_seconds, doubling up to this.
+    suno_poll_max_interval_seconds: float = 120.0
+    # What one generate costs on the account's Suno price list: runOnce refuses (402) below it,
+    # and each generation adds it to the job's cost at cost_per_suno_credit.
+    suno_credits_per_generation: int = Field(12, ge=0)
+
+    # --- CLI (jobtrail) -----------------------------------------------------------------------
+    # Unset: the CLI calls the services directly (the emulators, via FIRESTORE/PUBSUB_EMULATOR_HOST).
+    jobtrail_api_url: str | None = Field(None, description="A deployed API for the CLI to call.")
+    jobtrail_token: SecretStr | None = Field(None, description="The CLI's bearer JWT for that API.")
+    jobtrail_api_key: SecretStr | None = Field(None, description="Or the CLI's API key for it.")
 
 
 @lru_cache(maxsize=1)

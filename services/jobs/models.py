@@ -72,6 +72,21 @@ class JobCreate(CamelModel):
         return value
 
 
+def build_job(**fields: Any) -> JobCreate:
+    """A JobCreate from untrusted fields; bad ids become a 400, not a crash."""
+    from pydantic import ValidationError
+
+    from services.errors import InvalidInput
+
+    try:
+        return JobCreate(**fields)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "invalid job fields",
+            problems=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from exc
+
+
 class Job(JobCreate):
     job_id: str
     trace_id: str
@@ -89,6 +104,8 @@ class Job(JobCreate):
     result: dict[str, Any] = Field(default_factory=dict)
     cost: Cost = Field(default_factory=Cost)
     otel_trace_id: str | None = None
+    # The Pub/Sub message that queued the job's start; unset means it still has to be published.
+    queued_message_id: str | None = None
     cancel_requested: bool = False
     # Where a retry resumes: the last forward stage reached before the job failed or timed out.
     resume_stage: str | None = None
@@ -157,6 +174,9 @@ class QueueState(CamelModel):
     paused: bool = False
     changed_by: str | None = None
     changed_at: datetime | None = None
+    # The subscription's push config while paused (detached, so Pub/Sub holds the messages
+    # instead of counting nacked deliveries toward dead-lettering); resume puts it back.
+    push_config: dict[str, Any] | None = None
 
 
 class AuditRecord(CamelModel):

@@ -7,22 +7,25 @@ Layout (every collection name carries ``settings.collection_prefix``):
     executions/{messageId}-{attempt}  one record per delivery attempt (models.Execution)
     queues/{name}                     paused flag (models.QueueState)
     audit/{auditId}                   who did what (models.AuditRecord)
+    alerts/{sha256(key)}              one claim per alert notification and channel (relay dedup)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.api_core.exceptions import AlreadyExists, Conflict
+from google.api_core.exceptions import AlreadyExists, Conflict, FailedPrecondition
+from google.api_core.exceptions import NotFound as DocumentMissing
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from services.errors import JobNotFound, NotFound
+from services.errors import JobNotFound, NotFound, TransitionConflict
 from services.jobs.models import (
     AuditRecord,
     CamelModel,
@@ -69,10 +72,36 @@ def _camel_patch(patch: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class DueSunoPoll:
+    job: Job
+    polls: int  # how many polls of this task were claimed before
+    read_at: datetime  # the job document's update time when read: the claim's precondition
+
+
+@dataclass(frozen=True)
 class TransitionResult:
     job: Job
     applied: bool  # False: a duplicate, nothing was written
     event: JobEvent | None = None
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One filtered, ordered page of a collection, as the API builds it (services/api/queries.py).
+
+    Every shape the API can build has a composite index in infra/firestore.indexes.json; a unit
+    test builds each one and checks, since the emulator does not enforce indexes.
+    """
+
+    equals: tuple[tuple[str, Any], ...] = ()
+    one_of: tuple[str, tuple[Any, ...]] | None = None  # field "in" values
+    range_field: str | None = None
+    range_from: Any = None  # >=
+    range_to: Any = None  # <
+    order: tuple[tuple[str, bool], ...] = ()  # (field, descending); "__name__" is the document id
+    limit: int | None = None
+    # The last row's ``order`` values, then its document id (unless ordered by "__name__" last).
+    after: tuple[Any, ...] | None = None
 
 
 class JobRepository:
@@ -104,8 +133,13 @@ class JobRepository:
     def audit_ref(self, audit_id: str) -> firestore.DocumentReference:
         return self.collection("audit").document(audit_id)
 
+    def alert_ref(self, key: str) -> firestore.DocumentReference:
+        return self.collection("alerts").document(hashlib.sha256(key.encode()).hexdigest())
+
     # ---- jobs -------------------------------------------------------------------------------
-    def create_job(self, new: JobCreate, *, actor: str = "system") -> tuple[Job, bool]:
+    def create_job(
+        self, new: JobCreate, *, actor: str = "system", otel_trace_id: str | None = None
+    ) -> tuple[Job, bool]:
         """Create the job and its first event in one commit; (job, created).
 
         With an idempotency key, the key document is created in that same commit with a
@@ -129,6 +163,7 @@ class JobRepository:
             stale_at=stale_at_for(spec, spec.initial.name, now, deadline),
             event_count=1,
             last_event_at=now,
+            otel_trace_id=otel_trace_id,
         )
         event = JobEvent(
             event_id="00001",
@@ -161,8 +196,14 @@ class JobRepository:
         snap = self.idempotency_ref(key).get()
         return self.get_job(snap.get("jobId")) if snap.exists else None
 
-    def get_job(self, job_id: str, transaction: firestore.Transaction | None = None) -> Job:
-        snap = self.job_ref(job_id).get(transaction=transaction)
+    def get_job(
+        self, job_id: str, transaction: firestore.Transaction | None = None, timeout: float | None = None
+    ) -> Job:
+        if timeout is not None:
+            # Fail fast: a bounded read is how callers check that Firestore is reachable.
+            snap = self.job_ref(job_id).get(transaction=transaction, retry=None, timeout=timeout)
+        else:
+            snap = self.job_ref(job_id).get(transaction=transaction)
         if not snap.exists:
             raise JobNotFound(f"Job {job_id} not found")
         return Job.model_validate(snap.to_dict())
@@ -173,16 +214,63 @@ class JobRepository:
         )
         return Job.model_validate(docs[0].to_dict()) if docs else None
 
+    # ---- Suno polling schedule (Music Clips) -------------------------------------------------
+    # ``nextPollAt`` is set only while a job waits on Suno, so the poller's single-field range
+    # query (automatic index) reads the jobs due for a poll and nothing else.
+    def schedule_suno_poll(self, job_id: str, at: datetime, polls: int = 0) -> None:
+        self.job_ref(job_id).update({"nextPollAt": at, "sunoPolls": polls})
+
+    def find_due_suno_polls(self, now: datetime, limit: int) -> list[DueSunoPoll]:
+        docs = (
+            self.collection("jobs")
+            .where(filter=FieldFilter("nextPollAt", "<=", now))
+            .order_by("nextPollAt")
+            .limit(limit)
+            .get()
+        )
+        return [
+            DueSunoPoll(
+                job=Job.model_validate(d.to_dict()), polls=int(d.get("sunoPolls") or 0), read_at=d.update_time
+            )
+            for d in docs
+        ]
+
+    def claim_suno_poll(self, due: DueSunoPoll, next_at: datetime) -> bool:
+        """Move the job's next poll to ``next_at``, unless the job changed since ``due`` was read:
+        of two pollers reading the same job, one claims it. False: not claimed (re-read it)."""
+        try:
+            self.job_ref(due.job.job_id).update(
+                {"nextPollAt": next_at, "sunoPolls": due.polls + 1},
+                option=self.db.write_option(last_update_time=due.read_at),
+            )
+        except (FailedPrecondition, Conflict, DocumentMissing):
+            return False
+        return True
+
+    def clear_suno_poll(self, job_id: str) -> None:
+        with contextlib.suppress(DocumentMissing):  # a deleted job has nothing left to poll
+            self.job_ref(job_id).update(
+                {"nextPollAt": firestore.DELETE_FIELD, "sunoPolls": firestore.DELETE_FIELD}
+            )
+
     def _commit_plan(self, transaction: firestore.Transaction, job_id: str, plan: Plan) -> None:
         transaction.update(self.job_ref(job_id), _camel_patch(plan.patch))
         transaction.create(self.events_ref(job_id).document(plan.event.event_id), plan.event.to_doc())
 
-    def transition(self, job_id: str, t: Transition) -> TransitionResult:
-        """Move a job, writing it and its event in one transaction (see state_machine)."""
+    def transition(
+        self, job_id: str, t: Transition, *, only_if: Callable[[Job], bool] | None = None
+    ) -> TransitionResult:
+        """Move a job, writing it and its event in one transaction (see state_machine).
+
+        ``only_if`` is asked about the job as read inside the transaction; False writes nothing
+        (applied=False). The sweeper uses it so a heartbeat that lands after its query wins.
+        """
 
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> TransitionResult:
             job = self.get_job(job_id, transaction)
+            if only_if is not None and not only_if(job):
+                return TransitionResult(job=job, applied=False)
             plan = plan_transition(get_pipeline(job.pipeline), job, t, self.clock(), self.retention)
             if plan is None:
                 return TransitionResult(job=job, applied=False)
@@ -247,6 +335,15 @@ class JobRepository:
         )
         return [Job.model_validate(d.to_dict()) for d in docs]
 
+    def put_jobs(self, jobs: Sequence[Job], batch_size: int = 500) -> None:
+        """Write already-built jobs as they are, in batched commits (seeding, imports, benchmarks):
+        no events, no idempotency keys. Everything else creates jobs with ``create_job``."""
+        for start in range(0, len(jobs), batch_size):
+            batch = self.db.batch()
+            for job in jobs[start : start + batch_size]:
+                batch.set(self.job_ref(job.job_id), job.to_doc())
+            batch.commit()
+
     def query_jobs(self) -> firestore.CollectionReference:
         """The jobs collection for the API's filtered listings (see services/api)."""
         return self.collection("jobs")
@@ -274,6 +371,18 @@ class JobRepository:
             return False
         return True
 
+    def start_next_execution(self, execution: Execution, max_attempts: int = 100) -> Execution:
+        """Record a delivery whose attempt number Pub/Sub did not send (the emulator never does;
+        Google Cloud omits it without a dead-letter policy): it is the first attempt not yet on
+        record for this message, claimed with the same must-not-exist create."""
+        for attempt in range(1, max_attempts + 1):
+            candidate = execution.model_copy(
+                update={"attempt": attempt, "execution_id": self.execution_id(execution.message_id, attempt)}
+            )
+            if self.start_execution(candidate):
+                return candidate
+        raise Conflict(f"message {execution.message_id} has {max_attempts} recorded attempts")
+
     def finish_execution(
         self,
         execution_id: str,
@@ -299,6 +408,11 @@ class JobRepository:
             merge=True,
         )
 
+    def mark_dead_lettered(self, execution_id: str) -> None:
+        self.execution_ref(execution_id).update(
+            {"queued_to_dlq": True, "status": ExecutionStatus.FAIL.value, "retryable": True}
+        )
+
     def get_execution(self, execution_id: str) -> Execution:
         snap = self.execution_ref(execution_id).get()
         if not snap.exists:
@@ -317,8 +431,12 @@ class JobRepository:
         snap = self.queue_ref(name).get()
         return QueueState.model_validate(snap.to_dict()) if snap.exists else QueueState(name=name)
 
-    def set_queue_paused(self, name: str, paused: bool, *, actor: str) -> QueueState:
-        state = QueueState(name=name, paused=paused, changed_by=actor, changed_at=self.clock())
+    def set_queue_paused(
+        self, name: str, paused: bool, *, actor: str, push_config: dict[str, Any] | None = None
+    ) -> QueueState:
+        state = QueueState(
+            name=name, paused=paused, changed_by=actor, changed_at=self.clock(), push_config=push_config
+        )
         self.queue_ref(name).set(state.to_doc())
         return state
 
@@ -340,6 +458,127 @@ class JobRepository:
 
     def audit(self) -> firestore.CollectionReference:
         return self.collection("audit")
+
+    # ---- alert notifications ----------------------------------------------------------------
+    def claim_alert(self, key: str) -> bool:
+        """True for the first claim of ``key`` (one notification to one channel), False after.
+
+        A must-not-exist create, so of N concurrent deliveries of the same notification exactly
+        one sends it. The claim expires (TTL on ``expireAt``) with the rest of the history.
+        """
+        now = self.clock()
+        try:
+            self.alert_ref(key).create({"key": key, "claimedAt": now, "expireAt": now + self.retention})
+        except (AlreadyExists, Conflict):
+            return False
+        return True
+
+    def release_alert(self, key: str) -> None:
+        """Give a claim back after a failed delivery, so the next notification retries it."""
+        self.alert_ref(key).delete()
+
+    # ---- API queries (QuerySpec) and aggregations ----------------------------------------------
+    QUERYABLE = ("jobs", "executions", "audit")
+
+    def build_query(self, collection: str, spec: QuerySpec) -> Any:
+        """The Firestore query ``spec`` describes on ``collection`` (one of QUERYABLE)."""
+        if collection not in self.QUERYABLE:
+            raise ValueError(f"{collection} is not queryable")
+        query: Any = self.collection(collection)
+        for field_name, value in spec.equals:
+            query = query.where(filter=FieldFilter(field_name, "==", value))
+        if spec.one_of is not None:
+            query = query.where(filter=FieldFilter(spec.one_of[0], "in", list(spec.one_of[1])))
+        if spec.range_field is not None and spec.range_from is not None:
+            query = query.where(filter=FieldFilter(spec.range_field, ">=", spec.range_from))
+        if spec.range_field is not None and spec.range_to is not None:
+            query = query.where(filter=FieldFilter(spec.range_field, "<", spec.range_to))
+        order = list(spec.order)
+        if order and order[-1][0] != "__name__":
+            order.append(("__name__", order[-1][1]))
+        for field_name, descending in order:
+            query = query.order_by(field_name, direction="DESCENDING" if descending else "ASCENDING")
+        if spec.after is not None:
+            query = query.start_after(dict(zip([f for f, _ in order], spec.after, strict=True)))
+        if spec.limit is not None:
+            query = query.limit(spec.limit)
+        return query
+
+    def find_jobs(self, spec: QuerySpec) -> list[Job]:
+        return [Job.model_validate(d.to_dict()) for d in self.build_query("jobs", spec).get()]
+
+    def find_executions(self, spec: QuerySpec) -> list[Execution]:
+        return [Execution.model_validate(d.to_dict()) for d in self.build_query("executions", spec).get()]
+
+    def find_audit(self, spec: QuerySpec) -> list[AuditRecord]:
+        return [AuditRecord.model_validate(d.to_dict()) for d in self.build_query("audit", spec).get()]
+
+    def build_aggregation(
+        self,
+        collection: str,
+        spec: QuerySpec,
+        *,
+        count: bool = False,
+        sum_of: str | None = None,
+        avg_of: str | None = None,
+    ) -> Any:
+        from google.cloud.firestore_v1.aggregation import AggregationQuery
+
+        aggregation = AggregationQuery(self.build_query(collection, spec))
+        if count:
+            aggregation.count(alias="count")
+        if sum_of:
+            aggregation.sum(sum_of, alias="sum")
+        if avg_of:
+            aggregation.avg(avg_of, alias="avg")
+        return aggregation
+
+    def aggregate(
+        self,
+        collection: str,
+        spec: QuerySpec,
+        *,
+        count: bool = False,
+        sum_of: str | None = None,
+        avg_of: str | None = None,
+    ) -> dict[str, Any]:
+        """count / sum / avg over the index entries ``spec`` matches: no document is read."""
+        rows = self.build_aggregation(collection, spec, count=count, sum_of=sum_of, avg_of=avg_of).get()
+        return {result.alias: result.value for row in rows for result in row}
+
+    def retry_unless_moved(
+        self, job_id: str, *, actor: str, expected_attempt: int, expected_error_code: str | None = None
+    ) -> Job:
+        """``retry``, but only while the job is still at ``expected_attempt`` (and, if given, failed
+        with ``expected_error_code``): one commit preconditioned on the update time read, whose new
+        event must not exist yet. Of any number of concurrent replays of the same dead letter
+        exactly one commits; the others get TransitionConflict. No transaction, so no lock waits."""
+        snap = self.job_ref(job_id).get()
+        if not snap.exists:
+            raise JobNotFound(f"Job {job_id} not found")
+        job = Job.model_validate(snap.to_dict())
+        error_code = job.error.code if job.error else None
+        if job.attempt != expected_attempt or (expected_error_code and error_code != expected_error_code):
+            raise TransitionConflict(
+                f"job {job_id} moved on (attempt {job.attempt}, error {error_code})",
+                jobId=job_id,
+                stage=job.stage,
+            )
+        plan = plan_retry(get_pipeline(job.pipeline), job, self.clock(), actor, self.retention)
+        batch = self.db.batch()
+        batch.update(
+            self.job_ref(job_id),
+            _camel_patch(plan.patch),
+            option=self.db.write_option(last_update_time=snap.update_time),
+        )
+        batch.create(self.events_ref(job_id).document(plan.event.event_id), plan.event.to_doc())
+        try:
+            batch.commit()
+        except (FailedPrecondition, AlreadyExists, Conflict, DocumentMissing):
+            raise TransitionConflict(
+                f"job {job_id} was changed by someone else meanwhile", jobId=job_id
+            ) from None
+        return job.model_copy(update=plan.patch)
 
     # ---- counts (aggregation queries: the server counts index entries, no document reads) ----
     def count_jobs(self, **equals: Any) -> int:

@@ -1,0 +1,113 @@
+"""What every HTTP entry point shares: bounded body reading, model parsing, error bodies."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import flask
+from pydantic import BaseModel, ValidationError
+
+from services.errors import InvalidInput, JobtrailError, PayloadTooLarge
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_body(request: flask.Request, max_bytes: int) -> bytes:
+    """The raw body, refusing more than ``max_bytes`` before reading it all into memory."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {max_bytes}")
+    body = request.stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
+    return body
+
+
+def parse_model(model: type[M], raw: bytes | str) -> M:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_context=False, include_input=False)
+        if any(p["type"] == "json_invalid" for p in problems):
+            raise InvalidInput("body is not valid JSON") from exc
+        raise InvalidInput("body does not match the expected shape", problems=problems) from exc
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    response = flask.jsonify(body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def error_response(exc: JobtrailError) -> flask.Response:
+    return json_response(exc.to_body(), exc.http_status)
+
+
+def with_errors(handler: Callable[..., flask.Response]) -> Callable[..., flask.Response]:
+    """Map typed errors raised anywhere below an entry point to their status and JSON body."""
+
+    @wraps(handler)
+    def wrapped(*args: Any, **kwargs: Any) -> flask.Response:
+        try:
+            return handler(*args, **kwargs)
+        except JobtrailError as exc:
+            return error_response(exc)
+
+    return wrapped
+
+
+def entry_point(name: str) -> Callable[[Callable[..., flask.Response]], Callable[..., flask.Response]]:
+    """What every functions-framework HTTP target gets for free: telemetry set up once, a SERVER
+    span continuing the caller's trace (traceparent or X-Cloud-Trace-Context), one access log line
+    with httpRequest, and typed errors mapped to their status and JSON body.
+
+    Handlers take ``(rt, request)``; the span and log carry no body, header or query string, so no
+    secret in them can leak.
+    """
+
+    def decorate(handler: Callable[..., flask.Response]) -> Callable[..., flask.Response]:
+        handler = with_errors(handler)
+
+        @wraps(handler)
+        def wrapped(rt: Any, request: flask.Request) -> flask.Response:
+            from opentelemetry import propagate
+            from opentelemetry.trace import SpanKind
+
+            from services.telemetry import get_logger, get_tracer, setup_telemetry
+
+            setup_telemetry(rt.settings)
+            started = time.perf_counter()
+            with get_tracer("jobtrail.entry").start_as_current_span(
+                f"{request.method} {name}",
+                context=propagate.extract(dict(request.headers)),
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": request.method, "url.path": request.path},
+            ) as span:
+                response = handler(rt, request)
+                span.set_attribute("http.response.status_code", response.status_code)
+                level = logging.WARNING if response.status_code >= 400 else logging.INFO
+                get_logger(f"jobtrail.{name}").log(
+                    level,
+                    "%s %s -> %s",
+                    request.method,
+                    name,
+                    response.status_code,
+                    extra={
+                        "http_request": {
+                            "requestMethod": request.method,
+                            "requestUrl": request.path,
+                            "status": response.status_code,
+                            "latency": f"{time.perf_counter() - started:.3f}s",
+                            "userAgent": request.user_agent.string,
+                        }
+                    },
+                )
+                return response
+
+        return wrapped
+
+    return decorate

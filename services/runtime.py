@@ -1,0 +1,77 @@
+"""Everything one instance needs, built lazily and once: settings, clients, store, outside clients.
+
+Entry points call ``get_runtime()``; tests build ``Runtime(settings, clients)`` with emulator-backed
+clients and hand it to the handlers directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from services.clients import Clients
+from services.jobs.repository import JobRepository
+from services.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from services.external.instagram import InstagramClient
+    from services.external.processor import ProcessorClient
+    from services.external.suno import SunoClient
+    from services.external.video_source import VideoSourceClient
+    from services.worker.engine import Worker
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clients: Clients
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @cached_property
+    def repo(self) -> JobRepository:
+        return JobRepository(self.clients.firestore, self.settings)
+
+    @cached_property
+    def worker(self) -> Worker:
+        from services.worker.engine import Worker
+
+        return Worker(self)
+
+    @cached_property
+    def video_source(self) -> VideoSourceClient:
+        from services.external.video_source import VideoSourceClient
+
+        return VideoSourceClient(self.settings)
+
+    @cached_property
+    def processor(self) -> ProcessorClient:
+        from services.external.processor import ProcessorClient
+
+        return ProcessorClient(self.settings)
+
+    @cached_property
+    def instagram(self) -> InstagramClient:
+        from services.external.instagram import InstagramClient
+
+        return InstagramClient(self.settings)
+
+    @cached_property
+    def suno(self) -> SunoClient:
+        from services.external.suno import SunoClient
+
+        return SunoClient(self.settings)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            settings = get_settings()
+            _runtime = Runtime(settings, Clients(settings))
+        return _runtime

@@ -1,0 +1,1 @@
+"""The pipeline worker (Cloud Run, Pub/Sub push): see engine.py."""

@@ -1,0 +1,206 @@
+"""The video pipeline end to end on the emulators: real HTTP intake, real Pub/Sub push delivery,
+real Firestore; only the outside world (source, processor, Instagram) is a loopback fake."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import requests
+
+from infra import emulators as emu
+from services.control import retry_job
+from services.intake import SIGNATURE_HEADER, sign
+from services.jobs.models import ExecutionStatus, JobCreate
+from services.pipelines.spec import JobStatus
+from services.pipelines.video import VIDEO
+from services.publishing import publish_job
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.emulator
+
+
+def webhook_body(
+    delivery_id: str | None = None,
+    video_url: str = "https://videos.example/clip.mp4",
+    source_id: str | None = None,
+) -> bytes:
+    return json.dumps(
+        {
+            "accountId": "acc-7",
+            "scenarioId": "scn-2",
+            "sourceId": source_id or f"src-{uuid.uuid4().hex[:6]}",
+            "userId": "user-1",
+            "deliveryId": delivery_id or uuid.uuid4().hex,
+            "videoUrl": video_url,
+            "caption": "hello",
+        }
+    ).encode()
+
+
+def post_webhook(stack, body: bytes, secret: str | None = None) -> requests.Response:
+    secret = secret or stack.rt.settings.webhook_hmac_secret.get_secret_value()
+    return requests.post(
+        stack.intake_url,
+        data=body,
+        timeout=10,
+        headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body)},
+    )
+
+
+def finished(repo, job_id):
+    return lambda: (job := repo.get_job(job_id)).status.is_terminal and job
+
+
+def test_webhook_drives_job_to_published_with_one_execution(stack, world):
+    response = post_webhook(stack, webhook_body(source_id="src-1"))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["traceId"] == "acc-7-scn-2-src-1" and body["stage"] == "received"
+    repo = stack.rt.repo
+    job = wait_for(finished(repo, body["jobId"]), what="job to finish")
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    assert job.result["mediaContainerId"] and job.cost.total > 0
+    assert [e.to_stage for e in repo.list_events(job.job_id)] == [s.name for s in VIDEO.stages]
+    [execution] = repo.list_executions(job.job_id)
+    assert execution.status is ExecutionStatus.SUCCESS and execution.attempt == 1
+    assert execution.trace_id == job.trace_id and execution.action_duration_ms is not None
+    assert execution.subscription.endswith("video-worker")
+
+
+def test_retryable_failure_is_retried_with_one_execution_per_attempt(stack, world):
+    world.configure(instagram={"fail_next_n": 3})  # one whole attempt: the client tries 3 times
+    response = post_webhook(stack, webhook_body())
+    job = wait_for(finished(stack.rt.repo, response.json()["jobId"]), timeout=60, what="job to finish")
+    assert job.status is JobStatus.SUCCEEDED
+    executions = stack.rt.repo.list_executions(job.job_id)
+    assert [e.attempt for e in executions] == [1, 2]
+    assert [e.status for e in executions] == [ExecutionStatus.FAIL, ExecutionStatus.SUCCESS]
+    assert executions[0].retryable and "INSTAGRAM_UNAVAILABLE" in executions[0].last_error
+    # download and process ran once: a retry never repeats a finished stage
+    calls = world.stats()["calls"]
+    assert calls["video.download"] == 1 and calls["processor.process"] == 1
+
+
+def test_non_retryable_failure_fails_the_job_without_retry(stack, world):
+    world.configure(processor={"permanent_failure": True})
+    response = post_webhook(stack, webhook_body())
+    job = wait_for(finished(stack.rt.repo, response.json()["jobId"]), what="job to fail")
+    assert job.status is JobStatus.FAILED and job.error.stage == "processing" and not job.error.retryable
+    [execution] = stack.rt.repo.list_executions(job.job_id)
+    assert execution.status is ExecutionStatus.FAIL and execution.retryable is False
+
+
+def test_poison_message_is_dead_lettered_then_replayed_once_healed(stack, world):
+    response = post_webhook(stack, webhook_body(video_url="https://videos.example/poison.mp4"))
+    job_id = response.json()["jobId"]
+    repo = stack.rt.repo
+    job = wait_for(
+        lambda: (j := repo.get_job(job_id)).error and j.error.code == "DEAD_LETTERED" and j,
+        timeout=90,
+        what="dead-lettering",
+    )
+    assert job.status is JobStatus.FAILED and job.error.retryable
+    executions = repo.list_executions(job_id)
+    assert len(executions) == 5  # max_delivery_attempts in infra/topology.yaml
+    assert executions[-1].queued_to_dlq and not any(e.queued_to_dlq for e in executions[:-1])
+
+    world.configure(video={"poison": False})
+    retry_job(stack.rt, job_id, actor="test", reason="replay")
+    job = wait_for(finished(repo, job_id), what="replayed job to finish")
+    assert job.status is JobStatus.SUCCEEDED and job.attempt == 2
+
+
+def test_duplicate_webhooks_make_one_job_and_one_message(stack, world):
+    body = webhook_body(delivery_id="delivery-1")
+    first, second = post_webhook(stack, body), post_webhook(stack, body)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["jobId"] == second.json()["jobId"] and second.json()["duplicate"]
+    job = wait_for(finished(stack.rt.repo, first.json()["jobId"]), what="job to finish")
+    assert job.status is JobStatus.SUCCEEDED
+    assert len(stack.rt.repo.list_executions(job.job_id)) == 1
+    assert world.stats()["publishes"] == {job.job_id: 1}
+
+
+def test_duplicate_pubsub_delivery_changes_nothing_twice(stack, world):
+    response = post_webhook(stack, webhook_body())
+    job = wait_for(finished(stack.rt.repo, response.json()["jobId"]), what="job to finish")
+    [execution] = stack.rt.repo.list_executions(job.job_id)
+    events_before = stack.rt.repo.list_events(job.job_id)
+    # Pub/Sub delivers the same message again, as at-least-once delivery allows.
+    from services.messages import JobMessage
+
+    message = JobMessage(job_id=job.job_id, pipeline="video", trace_id=job.trace_id)
+    envelope = {
+        "message": {
+            "data": __import__("base64").b64encode(message.encode()).decode(),
+            "attributes": message.attributes(),
+            "messageId": execution.message_id,
+        },
+        "subscription": f"projects/x/subscriptions/{execution.subscription}",
+        "deliveryAttempt": 1,
+    }
+    again = requests.post(stack.worker_url, json=envelope, timeout=10)
+    assert again.status_code == 200 and again.json()["reason"] == "DUPLICATE"
+    envelope["deliveryAttempt"] = 2
+    later = requests.post(stack.worker_url, json=envelope, timeout=10)
+    assert later.status_code == 200 and later.json()["reason"] == "DONE"
+    assert stack.rt.repo.list_events(job.job_id) == events_before
+    assert world.stats()["publishes"] == {job.job_id: 1}
+
+
+@pytest.mark.parametrize(
+    "body,headers,status,code",
+    [
+        (b"{not json", None, 400, "INVALID_INPUT"),
+        (json.dumps({"accountId": "a"}).encode(), None, 400, "INVALID_INPUT"),
+        (webhook_body(), {"bad": "signature"}, 401, "INVALID_SIGNATURE"),
+        (b"x" * (64 * 1024 + 1), None, 413, "PAYLOAD_TOO_LARGE"),
+    ],
+)
+def test_bad_webhooks_are_refused_and_write_nothing(stack, body, headers, status, code):
+    secret = "wrong-secret" if headers else None
+    response = post_webhook(stack, body, secret=secret)
+    assert response.status_code == status and response.json()["error"] == code
+    assert stack.rt.repo.count_jobs() == 0
+
+
+def test_worker_nacks_while_firestore_is_down_and_no_job_is_lost(stack, world, emulator_hosts, caplog):
+    repo = stack.rt.repo
+    # Slow processing keeps these jobs inside a stage when Firestore goes away...
+    world.configure(processor={"latency_ms": 1500})
+    running = [post_webhook(stack, webhook_body()).json()["jobId"] for _ in range(3)]
+    # ...and these are queued while it is away, so their deliveries meet a dead Firestore first.
+    waiting = [
+        repo.create_job(
+            JobCreate(
+                pipeline="video",
+                account_id="acc-7",
+                scenario_id="scn-2",
+                source_id=f"w{i}",
+                user_id="user-1",
+                input={"videoUrl": "https://videos.example/w.mp4"},
+            )
+        )[0]
+        for i in range(3)
+    ]
+    wait_for(lambda: world.stats()["calls"].get("processor.process", 0) >= 1, what="processing to start")
+    emu.freeze(emulator_hosts["firestore"])
+    try:
+        for job in waiting:
+            publish_job(stack.rt, job)
+        wait_for(
+            lambda: any("Firestore unreachable" in r.getMessage() for r in caplog.records),
+            timeout=30,
+            what="a delivery nacked for Firestore being down",
+        )
+    finally:
+        emu.thaw(emulator_hosts["firestore"])
+    jobs = [
+        wait_for(finished(repo, j), timeout=120, what=f"job {j} to finish")
+        for j in running + [w.job_id for w in waiting]
+    ]
+    assert all(j.status is JobStatus.SUCCEEDED for j in jobs), [(j.job_id, j.stage, j.error) for j in jobs]
+    # Nothing half-written: every job has exactly its seven stage events.
+    assert all(len(repo.list_events(j.job_id)) == len(VIDEO.stages) for j in jobs)
