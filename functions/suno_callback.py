@@ -1,0 +1,12 @@
+"""Suno's callback for Music Clips (HTTP): POST /api/webhooks/suno/music?token=..."""
+
+import flask
+import functions_framework
+
+from services.music_clips.callback import handle_suno_callback
+from services.runtime import get_runtime
+
+
+@functions_framework.http
+def suno_callback(request: flask.Request) -> flask.Response:
+    return handle_suno_callback(get_runtime(), request)

@@ -1,0 +1,57 @@
+"""POST /api/webhooks/suno/music: Suno reports a task's outcome.
+
+Authenticated by the secret token in the callback URL (Suno sends no signature), compared in
+constant time. Answers 200 for every callback it understood, applied or not (a duplicate or late
+one changes nothing), so Suno stops resending; 401 for a wrong token, 404 for a task no job waits
+on (logged: usually a callback that outran the worker storing the task id, which the poller then
+covers, or a stranger's task).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+import flask
+
+from services.errors import InvalidInput, JobNotFound, Unauthorized
+from services.external.suno import parse_callback
+from services.http import json_response, read_body, with_errors
+from services.music_clips.config import CALLBACK_AUTH_PARAM
+from services.music_clips.service import apply_suno_result
+from services.pipelines.music_clips import MUSIC_CLIPS
+from services.runtime import Runtime
+from services.telemetry.logging import bind_job, bind_labels, get_logger
+
+log = get_logger(__name__)
+
+_TASK_ID_LOG_LIMIT = 100
+
+
+def verify_callback_token(rt: Runtime, request: flask.Request) -> None:
+    presented = request.args.get(CALLBACK_AUTH_PARAM, "").encode()
+    expected = rt.settings.suno_callback_token.get_secret_value().encode()
+    if not hmac.compare_digest(presented, expected):
+        log.warning("Suno callback refused: missing or wrong callback token")
+        raise Unauthorized("missing or wrong callback token")
+
+
+@with_errors
+def handle_suno_callback(rt: Runtime, request: flask.Request) -> flask.Response:
+    verify_callback_token(rt, request)
+    try:
+        body = json.loads(read_body(request, rt.settings.max_body_bytes) or b"null")
+    except ValueError:
+        raise InvalidInput("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("body is not a JSON object")
+    callback = parse_callback(body)
+    task_id = callback.task_id[:_TASK_ID_LOG_LIMIT]
+    job = rt.repo.find_job_by_suno_task(callback.task_id)
+    if job is None or job.pipeline != MUSIC_CLIPS.name:
+        with bind_labels(sunoTaskId=task_id):
+            log.warning("Suno callback for unknown task %s (%s)", task_id, callback.status)
+        raise JobNotFound(f"no Music Clips job waits on Suno task {task_id}")
+    with bind_job(job, sunoTaskId=task_id):
+        outcome = apply_suno_result(rt, job, callback, actor="suno-callback")
+    return json_response({"success": True, "ok": True, "jobId": job.job_id, "outcome": outcome.value})

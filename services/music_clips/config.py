@@ -1,0 +1,27 @@
+"""Where Suno calls back, and how often the poller asks when it does not. Pure functions of settings."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from services.settings import Settings
+
+CALLBACK_PATH = "/api/webhooks/suno/music"
+# Suno calls back with no headers of ours, so the secret rides in the URL it was given.
+CALLBACK_AUTH_PARAM = "token"
+
+
+def suno_callback_url(settings: Settings) -> str | None:
+    """The URL handed to Suno with each generation; None when PUBLIC_BASE_URL is not set."""
+    if not settings.public_base_url:
+        return None
+    query = urlencode({CALLBACK_AUTH_PARAM: settings.suno_callback_token.get_secret_value()})
+    return f"{settings.public_base_url.rstrip('/')}{CALLBACK_PATH}?{query}"
+
+
+def poll_delay_seconds(settings: Settings, polls: int) -> float:
+    """Seconds before poll number ``polls + 1``: exponential from suno_poll_interval_seconds, capped."""
+    delay = settings.suno_poll_interval_seconds * 2 ** min(polls, 30)
+    return float(
+        min(delay, max(settings.suno_poll_max_interval_seconds, settings.suno_poll_interval_seconds))
+    )

@@ -1,0 +1,365 @@
+"""Music Clips end to end on the emulators: runOnce over real HTTP, the worker behind a real Pub/Sub
+push subscription, Suno's callback over real HTTP from the fake Suno, the poller and the sweeper
+called directly (with time travel instead of real waits)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import flask
+import pytest
+import requests
+
+from infra.bootstrap import bootstrap
+from services.fakes.world import FakeWorld
+from services.jobs.models import Job
+from services.local.serve import BackgroundServer, function_app
+from services.music_clips.api import music_clips_blueprint
+from services.music_clips.config import CALLBACK_PATH
+from services.music_clips.poller import poll_music_jobs
+from services.pipelines.music_clips import MUSIC_CLIPS
+from services.pipelines.spec import JobStatus
+from services.runtime import Runtime
+from services.settings import Settings
+from services.sweeper import sweep_stale_jobs
+from services.worker.http import handle_dead_letter, handle_push
+from tests.emulator.conftest import TEST_BACKOFF
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.emulator
+
+ALL_STAGES = [s.name for s in MUSIC_CLIPS.stages]
+FAR_FUTURE = timedelta(hours=1)
+
+
+@dataclass
+class MusicStack:
+    rt: Runtime
+    api_url: str
+    world: FakeWorld
+
+    def run_once(
+        self, channel_id: str = "channel_xyz", *, user_id: str | None = "user-1", **body: Any
+    ) -> requests.Response:
+        headers = {"x-user-id": user_id} if user_id else {}
+        return requests.post(
+            f"{self.api_url}/api/music-clips/channels/{channel_id}/runOnce",
+            json={"userId": user_id, **body} if user_id else body,
+            headers=headers,
+            timeout=10,
+        )
+
+    def get_job(self, job_id: str) -> requests.Response:
+        return requests.get(f"{self.api_url}/api/music-clips/jobs/{job_id}", timeout=10)
+
+    def callback(self, body: dict[str, Any], token: str | None = None) -> requests.Response:
+        token = self.rt.settings.suno_callback_token.get_secret_value() if token is None else token
+        return requests.post(
+            f"{self.api_url}{CALLBACK_PATH}",
+            params={"token": token} if token else None,
+            json=body,
+            timeout=10,
+        )
+
+    def reaches(self, job_id: str, stage: str, timeout: float = 30) -> Job:
+        def probe() -> Job | None:
+            job = self.rt.repo.get_job(job_id)
+            return job if job.stage == stage else None
+
+        return wait_for(probe, timeout=timeout, what=f"job {job_id} to reach {stage}")
+
+
+def complete_callback(task_id: str, audio_url: str = "https://cdn.example/late.mp3") -> dict[str, Any]:
+    return {
+        "code": 200,
+        "msg": "All generated successfully.",
+        "data": {"callbackType": "complete", "task_id": task_id, "data": [{"audio_url": audio_url}]},
+    }
+
+
+@pytest.fixture
+def music_settings(pipeline_settings: Settings) -> Settings:
+    # The fake Suno charges one credit per generation.
+    return pipeline_settings.model_copy(
+        update={"suno_credits_per_generation": 1, "suno_poll_interval_seconds": 1.0}
+    )
+
+
+def serve_music(
+    settings: Settings, clients, world: FakeWorld, *, public: bool = True
+) -> Iterator[MusicStack]:
+    app = flask.Flask("music-api")
+    with BackgroundServer(app) as api:
+        rt = Runtime(settings.model_copy(update={"public_base_url": api.url if public else None}), clients)
+        app.register_blueprint(music_clips_blueprint, runtime=rt)  # what the API service does
+        with (
+            BackgroundServer(function_app(handle_push, rt, "worker")) as worker,
+            BackgroundServer(function_app(handle_dead_letter, rt, "dlq")) as dlq,
+        ):
+            bootstrap(
+                rt.settings.google_cloud_project,
+                prefix=rt.settings.topic_prefix,
+                backoff=TEST_BACKOFF,
+                push_endpoints={"pipeline_worker": worker.url, "dlq_analyzer": dlq.url},
+            )
+            try:
+                yield MusicStack(rt=rt, api_url=api.url, world=world)
+            finally:
+                if "suno" in rt.__dict__:
+                    rt.suno.close()
+
+
+@pytest.fixture
+def music(music_settings, clients, repo, world) -> Iterator[MusicStack]:  # repo: owns cleanup
+    yield from serve_music(music_settings, clients, world)
+
+
+@pytest.fixture
+def music_without_public_url(music_settings, clients, repo, world) -> Iterator[MusicStack]:
+    yield from serve_music(music_settings, clients, world, public=False)
+
+
+def test_run_once_answers_202_then_the_callback_brings_success(music):
+    # Suno takes a while, as it does: long enough for the worker to have stored the task id.
+    music.world.configure(suno={"callback_delay_s": 2.0})
+    response = music.run_once(prompt="calm lo-fi")
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["success"] is accepted["ok"] is True
+    assert accepted["stage"] == "STAGE_10_REQUEST_ACCEPTED" and accepted["channelId"] == "channel_xyz"
+    assert (
+        accepted["jobId"].startswith("job_") and accepted["createdAt"].endswith("Z") and accepted["message"]
+    )
+
+    job = music.reaches(accepted["jobId"], "STAGE_50_SUNO_SUCCESS")
+    events = music.rt.repo.list_events(job.job_id)
+    assert [e.to_stage for e in events] == ALL_STAGES
+    assert events[-1].actor == "suno-callback"
+    assert job.suno_task_id and job.result["audioUrl"].endswith(f"{job.suno_task_id}-1.mp3")
+    assert job.trace_id == "user-1-music_clips-channel_xyz" and job.input["prompt"] == "calm lo-fi"
+    assert job.cost.items["suno_credits"] == pytest.approx(0.01)
+    stats = music.world.stats()
+    assert stats["calls"]["suno.generate"] == 1 and stats["callbacks"] == {"sent": 1}
+
+    view = music.get_job(job.job_id)
+    assert view.status_code == 200 and view.headers["X-Request-Id"] == view.json()["requestId"]
+    body = view.json()
+    assert (
+        body["stage"] == "STAGE_50_SUNO_SUCCESS" and body["progressText"] == "Музыка сгенерирована успешно!"
+    )
+    assert body["sunoTaskId"] == job.suno_task_id and body["audioUrl"] == job.result["audioUrl"]
+    assert body["error"] is None and body["heartbeat"] == {"secondsSinceUpdate": 0, "isStale": False}
+    assert body["requestId"].startswith("req_") and body["createdAt"].endswith("Z")
+    stranger = requests.get(
+        f"{music.api_url}/api/music-clips/jobs/{job.job_id}",
+        headers={"x-user-id": "someone-else"},
+        timeout=10,
+    )
+    assert stranger.status_code == 404 and stranger.json()["error"] == "JOB_NOT_FOUND"
+    # No poll is left scheduled for a finished job.
+    assert music.rt.repo.find_due_suno_polls(music.rt.repo.clock() + FAR_FUTURE, 10) == []
+
+
+def test_with_callbacks_off_the_poller_finishes_the_job_with_backoff(music):
+    music.world.configure(suno={"callbacks_enabled": False, "callback_delay_s": 5.0})
+    job_id = music.run_once().json()["jobId"]
+    job = music.reaches(job_id, "STAGE_40_SUNO_PENDING")
+    repo = music.rt.repo
+
+    # A poll while Suno is still generating: a sign of life, and the next poll backs off.
+    assert music.world.stats()["suno_tasks"][job.suno_task_id]["status"] == "PENDING"
+    now = repo.clock() + timedelta(seconds=2)
+    first = poll_music_jobs(music.rt, now=now)
+    assert (first.due, first.polled, first.outcomes) == (1, 1, {"pending": 1})
+    assert poll_music_jobs(music.rt, now=now).due == 0  # claimed: not due again at the same moment
+    [due] = repo.find_due_suno_polls(now + FAR_FUTURE, 10)
+    assert due.polls == 1 and repo.get_job(job_id).stage == "STAGE_40_SUNO_PENDING"
+
+    wait_for(
+        lambda: music.world.stats()["suno_tasks"][job.suno_task_id]["status"] == "SUCCESS",
+        what="the fake Suno task to finish",
+    )
+    second = poll_music_jobs(music.rt, now=now + FAR_FUTURE)
+    assert second.outcomes == {"succeeded": 1}
+    job = repo.get_job(job_id)
+    assert job.stage == "STAGE_50_SUNO_SUCCESS" and job.result["audioUrl"].endswith(".mp3")
+    events = repo.list_events(job_id)
+    assert [e.to_stage for e in events] == ALL_STAGES and events[-1].actor == "suno-poller"
+    assert repo.find_due_suno_polls(now + 2 * FAR_FUTURE, 10) == []
+
+    # The first of poll and callback wins: a callback now changes nothing.
+    late = music.callback(complete_callback(job.suno_task_id))
+    assert late.status_code == 200 and late.json()["outcome"] == "already_finished"
+    assert repo.list_events(job_id) == events and repo.get_job(job_id).result == job.result
+
+
+def test_two_pollers_at_once_ask_suno_once(music):
+    job = waiting_job(music)
+    now = music.rt.repo.clock() + timedelta(minutes=1)
+    start = threading.Barrier(2)
+    reports = []
+
+    def poll() -> None:
+        start.wait()
+        reports.append(poll_music_jobs(music.rt, now=now))
+
+    threads = [threading.Thread(target=poll) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(reports) == 2 and sum(r.polled for r in reports) == 1
+    assert music.world.stats()["calls"]["suno.record_info"] == 1
+    [due] = music.rt.repo.find_due_suno_polls(now + FAR_FUTURE, 10)
+    assert due.job.job_id == job.job_id and due.polls == 1
+
+
+def test_duplicate_and_intermediate_callbacks_apply_once(music):
+    music.world.configure(
+        suno={"callback_delay_s": 2.0, "duplicate_callbacks": True, "intermediate_callbacks": True}
+    )
+    job_id = music.run_once().json()["jobId"]
+    music.reaches(job_id, "STAGE_50_SUNO_SUCCESS")
+    # text, first and complete, each twice; every one answered 200
+    wait_for(lambda: music.world.stats()["callbacks"].get("sent") == 6, what="six callbacks delivered")
+    assert "failed" not in music.world.stats()["callbacks"]
+    events = music.rt.repo.list_events(job_id)
+    assert [e.to_stage for e in events] == ALL_STAGES
+
+
+def waiting_job(music: MusicStack) -> Job:
+    """A job whose Suno task never finishes and never calls back."""
+    music.world.configure(suno={"callbacks_enabled": False, "result": "never"})
+    return music.reaches(music.run_once().json()["jobId"], "STAGE_40_SUNO_PENDING")
+
+
+def test_a_task_that_never_finishes_times_out_and_a_late_callback_changes_nothing(music):
+    job = waiting_job(music)
+    repo = music.rt.repo
+    assert sweep_stale_jobs(music.rt, now=repo.clock() + timedelta(minutes=5)).timed_out == 0
+
+    report = sweep_stale_jobs(music.rt, now=repo.clock() + timedelta(minutes=11))
+    assert (report.found, report.timed_out, report.by_pipeline) == (1, 1, {"music_clips": 1})
+    timed_out = repo.get_job(job.job_id)
+    assert timed_out.stage == "STAGE_99_TIMEOUT" and timed_out.status is JobStatus.TIMED_OUT
+    assert timed_out.error.code == "DEADLINE_EXCEEDED" and "600s limit" in timed_out.error.message
+    events = repo.list_events(job.job_id)
+    assert events[-1].actor == "sweeper" and "STAGE_40_SUNO_PENDING" in events[-1].message
+
+    late = music.callback(complete_callback(job.suno_task_id))
+    assert late.status_code == 200 and late.json()["outcome"] == "already_finished"
+    # The poller finds the leftover schedule, clears it, and does not bother Suno.
+    polled = poll_music_jobs(music.rt, now=repo.clock() + FAR_FUTURE)
+    assert (polled.due, polled.cleared, polled.polled) == (1, 1, 0)
+    assert "suno.record_info" not in music.world.stats()["calls"]
+    assert repo.list_events(job.job_id) == events and repo.get_job(job.job_id).stage == "STAGE_99_TIMEOUT"
+
+    body = music.get_job(job.job_id).json()
+    assert body["stage"] == "STAGE_99_TIMEOUT" and body["progressText"] == "Превышено время ожидания"
+    assert "600s limit" in body["error"] and body["errorCode"] == "DEADLINE_EXCEEDED"
+
+
+@pytest.mark.parametrize("token", ["", "wrong-token"])
+def test_callback_with_a_bad_token_is_401_and_changes_nothing(music, token):
+    job = waiting_job(music)
+    events = music.rt.repo.list_events(job.job_id)
+    secret = music.rt.settings.suno_callback_token.get_secret_value()
+    response = music.callback(complete_callback(job.suno_task_id), token=token)
+    assert response.status_code == 401 and response.json()["error"] == "UNAUTHORIZED"
+    assert secret not in response.text
+    assert music.rt.repo.list_events(job.job_id) == events
+    assert music.rt.repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
+
+
+def test_callback_for_an_unknown_task_is_404(music):
+    response = music.callback(complete_callback(f"unknown-{uuid.uuid4().hex[:6]}"))
+    assert response.status_code == 404 and response.json()["error"] == "JOB_NOT_FOUND"
+    assert music.rt.repo.count_jobs() == 0
+
+
+def test_malformed_callback_is_400(music):
+    response = music.callback({"code": 200, "data": {"callbackType": "complete"}})
+    assert response.status_code == 400 and response.json()["error"] == "INVALID_INPUT"
+
+
+def test_without_a_public_url_run_once_is_400_and_the_failed_job_is_kept(music_without_public_url):
+    music = music_without_public_url
+    response = music.run_once()
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "CALLBACK_URL_NOT_CONFIGURED" and body["success"] is False
+    assert body["message"] == "Callback URL not configured. Set PUBLIC_BASE_URL environment variable."
+    job = music.rt.repo.get_job(body["jobId"])
+    assert job.stage == "STAGE_90_FAILED" and job.error.code == "CALLBACK_URL_NOT_CONFIGURED"
+    assert job.queued_message_id is None  # never queued
+    assert [e.to_stage for e in music.rt.repo.list_events(job.job_id)] == [
+        "STAGE_10_REQUEST_ACCEPTED",
+        "STAGE_90_FAILED",
+    ]
+    assert "suno.generate" not in music.world.stats()["calls"]
+    view = music.get_job(job.job_id).json()
+    assert view["stage"] == "STAGE_90_FAILED" and view["errorCode"] == "CALLBACK_URL_NOT_CONFIGURED"
+
+
+def test_without_credits_run_once_is_402_and_the_failed_job_is_kept(music):
+    music.world.configure(suno={"credits": 0})
+    response = music.run_once()
+    assert response.status_code == 402
+    body = response.json()
+    assert body["error"] == "SUNO_NO_CREDITS" and body["credits"] == 0 and body["requestId"]
+    assert body["message"] == "Недостаточно кредитов Suno для генерации. Пополните баланс."
+    job = music.rt.repo.get_job(body["jobId"])
+    assert job.stage == "STAGE_90_FAILED" and job.error.code == "SUNO_NO_CREDITS" and job.error.retryable
+    assert job.queued_message_id is None and "suno.generate" not in music.world.stats()["calls"]
+
+
+def test_when_the_credit_check_cannot_run_a_refused_generation_fails_the_job(music):
+    # The credit check meets a 503 (one attempt, so runOnce is not held up) and lets the run
+    # through; Suno then refuses the generation itself for credits.
+    music.world.configure(suno={"credits": 0, "fail_next_n": 1})
+    response = music.run_once()
+    assert response.status_code == 202, response.text
+    job = music.reaches(response.json()["jobId"], "STAGE_90_FAILED")
+    assert job.error.code == "SUNO_NO_CREDITS" and job.error.stage == "STAGE_20_SUNO_REQUEST_SENT"
+    assert music.world.stats()["calls"]["suno.generate"] == 1  # not retried: topping up is a person's job
+    view = music.get_job(job.job_id).json()
+    assert view["errorCode"] == "SUNO_NO_CREDITS" and view["progressText"] == "Ошибка при генерации"
+
+
+def test_suno_generation_failure_reported_by_callback_fails_the_job(music):
+    music.world.configure(suno={"callback_delay_s": 2.0, "result": "fail"})
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_90_FAILED")
+    assert job.error.code == "SUNO_GENERATION_FAILED" and "Audio generation failed." in job.error.message
+    assert job.error.stage == "STAGE_40_SUNO_PENDING"
+
+
+def test_run_once_needs_a_user_and_get_of_unknown_job_is_404(music):
+    refused = music.run_once(user_id=None)
+    assert refused.status_code == 401 and refused.json()["requestId"]
+    missing = music.get_job("job_1703616000000_abc123")
+    assert missing.status_code == 404
+    body = missing.json()
+    assert body == {
+        "success": False,
+        "ok": False,
+        "error": "JOB_NOT_FOUND",
+        "message": "Job job_1703616000000_abc123 not found",
+        "requestId": body["requestId"],
+    }
+    assert music.rt.repo.count_jobs() == 0
+
+
+def test_the_same_idempotency_key_starts_one_run(music):
+    music.world.configure(suno={"callback_delay_s": 2.0})
+    headers = {"x-user-id": "user-1", "Idempotency-Key": "click-1"}
+    url = f"{music.api_url}/api/music-clips/channels/channel_xyz/runOnce"
+    first, second = (requests.post(url, headers=headers, timeout=10) for _ in range(2))
+    assert first.status_code == second.status_code == 202
+    assert first.json()["jobId"] == second.json()["jobId"] and second.json()["duplicate"] is True
+    music.reaches(first.json()["jobId"], "STAGE_50_SUNO_SUCCESS")
+    assert music.world.stats()["calls"]["suno.generate"] == 1
