@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     suno_api_key: SecretStr = SecretStr("dev-suno-key")
     public_base_url: str | None = Field(None, description="Where Suno sends callbacks; unset = 400.")
     suno_callback_token: SecretStr = SecretStr("dev-callback-token")
-    suno_timeout_seconds: int = 600
     suno_poll_interval_seconds: float = 15.0
     processor_url: str = "http://127.0.0.1:8090/processor"
     suno_model: str = Field("V4_5", description="sunoapi.org model name sent with every generate call.")

@@ -137,7 +137,7 @@ def plan_retry(spec: PipelineSpec, job: Job, now: datetime, actor: str, retentio
             jobId=job.job_id,
             stage=job.stage,
         )
-    stage = job.resume_stage or spec.initial.name
+    stage = spec.retry_from or job.resume_stage or spec.initial.name
     deadline = now + timedelta(seconds=spec.max_duration_seconds) if spec.max_duration_seconds else None
     attempt = job.attempt + 1
     patch: dict[str, Any] = {

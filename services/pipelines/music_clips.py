@@ -38,6 +38,8 @@ MUSIC_CLIPS = PipelineSpec(
     cancelled=Stage("STAGE_95_CANCELLED", "Отменено", timeout_seconds=0),
     topic="music-jobs",
     max_duration_seconds=600,
+    # Past STAGE_20 nothing runs in the worker (Suno owns the task), so a retry asks Suno again.
+    retry_from="STAGE_10_REQUEST_ACCEPTED",
 )
 
 

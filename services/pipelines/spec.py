@@ -50,6 +50,9 @@ class PipelineSpec:
     topic: str
     # A hard limit on the whole job, whatever its heartbeats say (Music Clips: 10 minutes).
     max_duration_seconds: int | None = None
+    # Where a retry starts. None: where the job stopped (its finished stages are kept). A pipeline
+    # whose later stages only wait on an outside party (Suno) must start over instead.
+    retry_from: str | None = None
     _rank: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

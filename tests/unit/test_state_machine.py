@@ -168,3 +168,10 @@ def test_trace_id_joins_the_three_ids_and_rejects_empty_parts():
     for bad in [("", "s", "x"), ("a", " ", "x"), ("a", "s", "x/y")]:
         with pytest.raises(ValueError):
             make_trace_id(*bad)
+
+
+def test_music_retry_starts_over_because_suno_owns_the_later_stages():
+    timed_out = job_at("STAGE_99_TIMEOUT", MUSIC_CLIPS, resume_stage="STAGE_40_SUNO_PENDING", finished_at=T0)
+    plan = plan_retry(MUSIC_CLIPS, timed_out, T0 + timedelta(seconds=1), "admin", RET)
+    assert plan.patch["stage"] == "STAGE_10_REQUEST_ACCEPTED" and plan.patch["status"] is JobStatus.QUEUED
+    assert plan.patch["deadline_at"] == T0 + timedelta(seconds=601)
