@@ -61,7 +61,7 @@ def with_errors(handler: Callable[..., flask.Response]) -> Callable[..., flask.R
 
 
 def entry_point(name: str) -> Callable[[Callable[..., flask.Response]], Callable[..., flask.Response]]:
-    """What every functions-framework HTTP target gets for free: telemetry set up once, a SERVER
+    """What every functions-framework HTTP target gets for free: telemetry set up once, GET /metrics, a SERVER
     span continuing the caller's trace (traceparent or X-Cloud-Trace-Context), one access log line
     with httpRequest, and typed errors mapped to their status and JSON body.
 
@@ -77,9 +77,13 @@ def entry_point(name: str) -> Callable[[Callable[..., flask.Response]], Callable
             from opentelemetry import propagate
             from opentelemetry.trace import SpanKind
 
-            from services.telemetry import get_logger, get_tracer, setup_telemetry
+            from services.telemetry import get_logger, get_tracer, metrics_response, setup_telemetry
 
             setup_telemetry(rt.settings)
+            if request.method == "GET" and request.path == "/metrics":
+                # Every instance answers Prometheus scrapes (seed 004's worker-host:8000/metrics).
+                body, content_type = metrics_response()
+                return flask.Response(body, content_type=content_type)
             started = time.perf_counter()
             with get_tracer("jobtrail.entry").start_as_current_span(
                 f"{request.method} {name}",

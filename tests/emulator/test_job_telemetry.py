@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.intake import SIGNATURE_HEADER, sign
 from services.settings import Settings
@@ -23,7 +24,9 @@ PLANTED = ("planted-bearer-7f3a9c", "planted-query-token-51be", "planted-api-key
 
 @pytest.fixture
 def telemetry(pipeline_settings: Settings) -> Iterator[Telemetry]:
-    telemetry = Telemetry.create(pipeline_settings.model_copy(update={"trace_exporter": "memory"}))
+    telemetry = Telemetry.create(
+        pipeline_settings.model_copy(update={"trace_exporter": "memory", "metrics_exporter": "prometheus"})
+    )
     instrument_requests()  # what setup_telemetry does once per process in production
     with telemetry.activated():
         yield telemetry
@@ -92,3 +95,14 @@ def test_webhook_and_worker_stages_are_one_trace_across_pubsub(stack, world, tel
         assert stage in names, names
     # the outside calls are children in the same trace too (requests instrumentation)
     assert any(s.name.startswith("POST") and s.name != "POST webhook_intake" for s in of_trace), names
+
+
+def test_worker_serves_prometheus_metrics_of_its_attempts(stack, world, telemetry):
+    run_one_job(stack, world)
+    response = requests.get(f"{stack.worker_url}/metrics", timeout=10)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    samples = {(s.name, s.labels.get("workflow_id")): s.value for f in families.values() for s in f.samples}
+    assert samples[("worker_success_total", "video")] == 1
+    assert samples[("worker_failure_total", "video")] == 1
+    assert samples[("worker_action_duration_seconds_count", "video")] == 2
