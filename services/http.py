@@ -80,7 +80,13 @@ def entry_point(name: str) -> Callable[[Callable[..., flask.Response]], Callable
             from services.telemetry import get_logger, get_tracer, metrics_response, setup_telemetry
 
             setup_telemetry(rt.settings)
-            if request.method == "GET" and request.path == "/metrics":
+            # Only where Prometheus is the exporter (local, self-hosted): deployed services export to
+            # Cloud Monitoring and leave the path alone, so public ones expose nothing extra.
+            if (
+                rt.settings.metrics_exporter == "prometheus"
+                and request.method == "GET"
+                and request.path == "/metrics"
+            ):
                 # Every instance answers Prometheus scrapes (seed 004's worker-host:8000/metrics).
                 body, content_type = metrics_response()
                 return flask.Response(body, content_type=content_type)

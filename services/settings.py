@@ -121,6 +121,19 @@ class Settings(BaseSettings):
     jobtrail_token: SecretStr | None = Field(None, description="The CLI's bearer JWT for that API.")
     jobtrail_api_key: SecretStr | None = Field(None, description="Or the CLI's API key for it.")
 
+    # --- Live stream (GET /api/stream, services/api/stream.py) ----------------------------------
+    # Comments this often keep proxies and load balancers from closing an idle stream.
+    sse_heartbeat_seconds: float = Field(15.0, gt=0)
+    # Events kept for Last-Event-ID replay; a browser away for longer gets a "reset" (refetch).
+    sse_replay_events: int = Field(1000, ge=1)
+    # Events a client may lag behind before it is dropped (it reconnects and replays).
+    sse_client_queue_size: int = Field(256, ge=1)
+    # How many of the most recently updated jobs the instance's one listener watches.
+    sse_listen_window: int = Field(500, ge=1)
+    # Streams one instance holds; beyond it 503. Keep below the server's threads (THREADS for
+    # functions-framework), or streams starve ordinary requests.
+    sse_max_streams: int = Field(1000, ge=1)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -180,7 +180,11 @@ class JobRepository:
         )
         batch = self.db.batch()
         if new.idempotency_key:
-            batch.create(self.idempotency_ref(new.idempotency_key), {"jobId": job.job_id, "createdAt": now})
+            batch.create(
+                self.idempotency_ref(new.idempotency_key),
+                # expireAt: the TTL policy removes keys with their jobs' retention.
+                {"jobId": job.job_id, "createdAt": now, "expireAt": now + self.retention},
+            )
         batch.create(self.job_ref(job.job_id), job.to_doc())
         batch.create(self.events_ref(job.job_id).document(event.event_id), event.to_doc())
         try:
@@ -347,6 +351,14 @@ class JobRepository:
     def query_jobs(self) -> firestore.CollectionReference:
         """The jobs collection for the API's filtered listings (see services/api)."""
         return self.collection("jobs")
+
+    def watch_jobs(self, callback: Callable[[list[Any], list[Any], datetime], None], *, window: int) -> Any:
+        """Listen (on_snapshot) to the ``window`` most recently updated jobs; returns the Watch
+        (``unsubscribe()``, ``is_active``). Every stage change and heartbeat moves ``updatedAt``, so
+        a changing job is always inside the window, and the listener's memory stays bounded however
+        many jobs exist. The callback runs on the listener's thread: (docs, changes, read_time)."""
+        query = self.collection("jobs").order_by("updatedAt", direction="DESCENDING").limit(window)
+        return query.on_snapshot(callback)
 
     def iter_jobs(self, page_size: int = 500) -> Iterator[Job]:
         query = self.collection("jobs").order_by("__name__").limit(page_size)
@@ -522,11 +534,9 @@ class JobRepository:
         sum_of: str | None = None,
         avg_of: str | None = None,
     ) -> Any:
-        from google.cloud.firestore_v1.aggregation import AggregationQuery
-
-        aggregation = AggregationQuery(self.build_query(collection, spec))
-        if count:
-            aggregation.count(alias="count")
+        # count() is always asked for: it is what turns a query or a bare collection into an
+        # aggregation, and it costs nothing extra.
+        aggregation = self.build_query(collection, spec).count(alias="count")
         if sum_of:
             aggregation.sum(sum_of, alias="sum")
         if avg_of:

@@ -23,10 +23,14 @@ PLANTED = ("planted-bearer-7f3a9c", "planted-query-token-51be", "planted-api-key
 
 
 @pytest.fixture
+def pipeline_settings(pipeline_settings: Settings) -> Settings:
+    """As deployed outside Google Cloud: traces kept in memory for the test, metrics for Prometheus."""
+    return pipeline_settings.model_copy(update={"trace_exporter": "memory", "metrics_exporter": "prometheus"})
+
+
+@pytest.fixture
 def telemetry(pipeline_settings: Settings) -> Iterator[Telemetry]:
-    telemetry = Telemetry.create(
-        pipeline_settings.model_copy(update={"trace_exporter": "memory", "metrics_exporter": "prometheus"})
-    )
+    telemetry = Telemetry.create(pipeline_settings)
     instrument_requests()  # what setup_telemetry does once per process in production
     with telemetry.activated():
         yield telemetry

@@ -1,0 +1,32 @@
+terraform {
+  required_version = ">= 1.7"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "8.7.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = "2.8.1"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "3.9.1"
+    }
+  }
+
+  # State bucket given at init: terraform init -backend-config="bucket=<project>-tfstate"
+  backend "gcs" {
+    prefix = "jobtrail/dev"
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+  default_labels = {
+    app = "jobtrail"
+    env = local.environment
+  }
+}

@@ -1,0 +1,27 @@
+output "alert_policies" {
+  description = "Every alert policy by runbook name: its channels and documentation (what the tests check)."
+  value = {
+    for key, p in google_monitoring_alert_policy.this : key => {
+      display_name          = p.display_name
+      notification_channels = p.notification_channels
+      documentation         = p.documentation[0].content
+      runbook_url           = p.documentation[0].links[0].url
+      condition_count       = length(p.conditions)
+    }
+  }
+}
+
+output "notification_channels" {
+  description = "Channel ids: the relay webhook, then email, then Slack."
+  value       = local.channels
+}
+
+output "log_metrics" {
+  description = "Log-based metric names."
+  value       = [google_logging_metric.error_logs.name, google_logging_metric.breaker_open.name]
+}
+
+output "dashboard_id" {
+  description = "The Cloud Monitoring dashboard."
+  value       = google_monitoring_dashboard.this.id
+}
