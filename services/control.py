@@ -71,9 +71,23 @@ def retry_job(rt: Runtime, job_id: str, *, actor: str, reason: str = "retry") ->
     """Reopen a failed, timed-out or dead-lettered job as a new attempt and queue it again."""
     with audited(rt, actor=actor, action=f"job.{reason}", target=job_id, params={}) as outcome:
         job = rt.repo.retry(job_id, actor=actor)
-        rt.repo.update_fields(job_id, queued_message_id=publish_job(rt, job, reason=reason))
+        _queue(rt, job, reason)
         outcome.append(f"attempt {job.attempt}")
         return job
+
+
+def _queue(rt: Runtime, job: Job, reason: str) -> None:
+    """Publish a reopened job's message. If Pub/Sub refuses, the job stays reopened without one:
+    the sweeper times it out at its stage's limit, and it can be retried again then."""
+    try:
+        message_id = publish_job(rt, job, reason=reason)
+    except (GoogleAPICallError, TimeoutError) as exc:
+        raise PubSubUnavailable(
+            f"job {job.job_id} was reopened but its message could not be published ({type(exc).__name__}); "
+            "the sweeper will time it out for another retry",
+            jobId=job.job_id,
+        ) from exc
+    rt.repo.update_fields(job.job_id, queued_message_id=message_id)
 
 
 def cancel_job(rt: Runtime, job_id: str, *, actor: str) -> Job:
@@ -159,7 +173,7 @@ def _replay(rt: Runtime, job: Job, actor: str) -> Job:
     reopened = rt.repo.retry_unless_moved(
         job.job_id, actor=actor, expected_attempt=job.attempt, expected_error_code=DEAD_LETTERED
     )
-    rt.repo.update_fields(job.job_id, queued_message_id=publish_job(rt, reopened, reason="replay"))
+    _queue(rt, reopened, "replay")
     return reopened
 
 

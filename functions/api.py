@@ -1,0 +1,32 @@
+"""API service (HTTP): status, search, execution logs, summary, control plane, audit, OpenAPI."""
+
+import threading
+
+import flask
+import functions_framework
+
+from services.api import create_app
+from services.runtime import get_runtime
+
+_app: flask.Flask | None = None
+_app_lock = threading.Lock()
+
+
+def _instance_app() -> flask.Flask:
+    """The app, built on the first request of this instance (never at import time)."""
+    global _app
+    with _app_lock:
+        if _app is None:
+            from services.telemetry import setup_telemetry
+
+            rt = get_runtime()
+            setup_telemetry(rt.settings)
+            _app = create_app(rt)
+        return _app
+
+
+@functions_framework.http
+def api(request: flask.Request) -> flask.Response:
+    app = _instance_app()
+    with app.request_context(request.environ):
+        return app.full_dispatch_request()

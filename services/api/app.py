@@ -1,0 +1,113 @@
+"""The API service's Flask app, built once per instance by ``create_app(rt)``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import time
+from collections.abc import Sequence
+
+import flask
+from werkzeug.exceptions import HTTPException
+
+from services.api import admin, audit, dlq, jobs, logs, openapi, summary
+from services.api.routing import RUNTIME_EXTENSION
+from services.auth import SETTINGS_EXTENSION, check_auth_settings
+from services.errors import JobtrailError, Unauthorized
+from services.http import error_response, json_response
+from services.runtime import Runtime, get_runtime
+
+log = logging.getLogger("jobtrail.api")
+
+CORE_BLUEPRINTS = (jobs.bp, logs.bp, summary.bp, admin.bp, dlq.bp, audit.bp, openapi.bp)
+# Blueprints other modules contribute, as (module, attribute): registered when the module exists,
+# with ``runtime=rt`` in their options. The dashboard page (/) and the live stream (/api/stream)
+# join here.
+OPTIONAL_BLUEPRINTS: list[tuple[str, str]] = [
+    ("services.music_clips.api", "music_clips_blueprint"),
+    ("services.api.stream", "stream_blueprint"),
+    ("services.api.dashboard", "dashboard_blueprint"),
+]
+
+
+def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Blueprint] = ()) -> flask.Flask:
+    """The API app on ``rt`` (default: this instance's runtime). Refuses an auth configuration that
+    could verify nothing."""
+    rt = rt or get_runtime()
+    check_auth_settings(rt.settings)
+    app = flask.Flask("jobtrail_api", static_folder=None)
+    app.extensions[RUNTIME_EXTENSION] = rt
+    app.extensions[SETTINGS_EXTENSION] = rt.settings
+    for core in CORE_BLUEPRINTS:
+        app.register_blueprint(core)
+    for module_name, attribute in OPTIONAL_BLUEPRINTS:
+        if importlib.util.find_spec(module_name) is not None:
+            app.register_blueprint(getattr(importlib.import_module(module_name), attribute), runtime=rt)
+    for blueprint in extra_blueprints:
+        app.register_blueprint(blueprint, runtime=rt)
+    _register_error_handlers(app)
+    _register_access_log(app)
+
+    from services.telemetry import instrument_flask
+
+    instrument_flask(app)
+    return app
+
+
+def _register_error_handlers(app: flask.Flask) -> None:
+    @app.errorhandler(JobtrailError)
+    def typed_error(exc: JobtrailError) -> flask.Response:
+        response = error_response(exc)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="jobtrail"'
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> flask.Response:
+        code = (exc.name or "error").upper().replace(" ", "_")
+        body = {"success": False, "ok": False, "error": code, "message": exc.description or exc.name}
+        status = exc.code or 500
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return json_response(body, status, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> flask.Response:
+        log.exception("unhandled error in %s %s", flask.request.method, flask.request.path)
+        return json_response(
+            {
+                "success": False,
+                "ok": False,
+                "error": "INTERNAL",
+                "message": "internal error; it has been logged",
+            },
+            500,
+        )
+
+
+def _register_access_log(app: flask.Flask) -> None:
+    @app.before_request
+    def start_clock() -> None:
+        flask.g.jobtrail_started = time.perf_counter()
+
+    @app.after_request
+    def access_log(response: flask.Response) -> flask.Response:
+        # The route, not the URL: query strings and ids stay out of the line.
+        rule = flask.request.url_rule.rule if flask.request.url_rule else "<unrouted>"
+        latency = time.perf_counter() - flask.g.get("jobtrail_started", time.perf_counter())
+        log.log(
+            logging.WARNING if response.status_code >= 500 else logging.INFO,
+            "%s %s -> %s",
+            flask.request.method,
+            rule,
+            response.status_code,
+            extra={
+                "http_request": {
+                    "requestMethod": flask.request.method,
+                    "requestUrl": rule,
+                    "status": response.status_code,
+                    "latency": f"{latency:.3f}s",
+                }
+            },
+        )
+        return response

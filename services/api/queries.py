@@ -1,0 +1,401 @@
+"""API parameters -> indexed Firestore queries (``QuerySpec``), and opaque page cursors.
+
+Every query the API can send is one of the shapes the ``*_shapes()`` functions enumerate, and each
+has a composite index in infra/firestore.indexes.json (tests/unit/test_api_indexes.py checks it,
+because the emulator does not enforce indexes). A job listing picks the most selective indexed
+combination of the filters it was given; filters beyond that narrow each page in memory, so a page
+may hold fewer than ``limit`` jobs while ``nextCursor`` is still set.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import combinations
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from services.control import DeadLetterFilter, dead_letter_spec
+from services.errors import InvalidInput
+from services.jobs.models import AuditRecord, CamelModel, Execution, ExecutionStatus, Job
+from services.jobs.repository import QuerySpec
+from services.pipelines.spec import JobStatus
+
+MAX_ID = 128
+MAX_TRACE_ID = 3 * MAX_ID + 2
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Query-string times are RFC 3339 date-times, as the spec says; pydantic alone would also take
+    a number of seconds since the epoch."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2025-01-31T12:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+
+
+# ---- cursors -----------------------------------------------------------------------------------------
+def encode_cursor(kind: str, values: list[Any]) -> str:
+    """An opaque position: the last row's sort values and id, for ``start_after``."""
+    raw = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps({"k": kind, "v": raw}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str, types: tuple[type, ...]) -> tuple[Any, ...]:
+    """The values ``encode_cursor`` packed, checked against ``kind`` and ``types``; 400 otherwise."""
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(doc, dict) or doc.get("k") != kind or not isinstance(doc.get("v"), list):
+            raise ValueError("cursor of another listing")
+        values = doc["v"]
+        if len(values) != len(types):
+            raise ValueError("cursor of another sort")
+        out: list[Any] = []
+        for value, wanted in zip(values, types, strict=True):
+            if wanted is datetime:
+                parsed = datetime.fromisoformat(value)
+                out.append(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+            elif isinstance(value, wanted) and value != "":
+                out.append(value)
+            else:
+                raise ValueError("cursor value of the wrong type")
+        return tuple(out)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this listing handed out", error_field="cursor") from None
+
+
+# ---- jobs --------------------------------------------------------------------------------------------
+SortKey = Literal["-createdAt", "createdAt", "-updatedAt"]
+SORTS: dict[str, tuple[str, bool]] = {
+    "-createdAt": ("createdAt", True),
+    "createdAt": ("createdAt", False),
+    "-updatedAt": ("updatedAt", True),
+}
+# The filter combinations that have their own composite index, most selective first. userId (the
+# owner) may join any of them: non-admins always filter by their own.
+INDEXED_FACETS: tuple[tuple[str, ...], ...] = (
+    ("traceId",),
+    ("accountId", "scenarioId"),
+    ("scenarioId",),
+    ("accountId",),
+    ("pipeline", "status"),
+    ("status",),
+    ("stage",),
+    ("pipeline",),
+    (),
+)
+FACETS = ("traceId", "accountId", "scenarioId", "pipeline", "status", "stage")
+
+
+class JobListQuery(CamelModel):
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="ignore")
+
+    status: JobStatus | None = None
+    stage: str | None = Field(None, min_length=1, max_length=64)
+    pipeline: str | None = Field(None, min_length=1, max_length=64)
+    accountId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    scenarioId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    traceId: str | None = Field(None, min_length=1, max_length=MAX_TRACE_ID)
+    userId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    createdFrom: Rfc3339 | None = Field(None, description="createdAt >= this")
+    createdTo: Rfc3339 | None = Field(None, description="createdAt < this")
+    sort: SortKey = "-createdAt"
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, min_length=1, max_length=1024)
+
+    def facets(self) -> dict[str, Any]:
+        given = {name: getattr(self, name) for name in FACETS}
+        return {k: (v.value if isinstance(v, JobStatus) else v) for k, v in given.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class JobListPlan:
+    spec: QuerySpec
+    # Filters the index does not cover, applied to each fetched page.
+    post_filter: Callable[[Job], bool]
+
+
+def plan_job_list(q: JobListQuery) -> JobListPlan:
+    facets = q.facets()
+    indexed = next(combo for combo in INDEXED_FACETS if all(name in facets for name in combo))
+    equals: list[tuple[str, Any]] = [(name, facets[name]) for name in indexed]
+    if q.userId is not None:
+        equals.append(("userId", q.userId))
+    sort_field, descending = SORTS[q.sort]
+    # A range must be on the first sort field; sorted by updatedAt, the created range is a post-filter.
+    range_in_query = sort_field == "createdAt" and (q.createdFrom or q.createdTo)
+    after = decode_cursor(f"jobs{q.sort}", q.cursor, (datetime, str)) if q.cursor else None
+    spec = QuerySpec(
+        equals=tuple(equals),
+        range_field="createdAt" if range_in_query else None,
+        range_from=q.createdFrom if range_in_query else None,
+        range_to=q.createdTo if range_in_query else None,
+        order=((sort_field, descending),),
+        limit=q.limit,
+        after=after,
+    )
+    leftover = {name: value for name, value in facets.items() if name not in indexed}
+    created_range = None if range_in_query else (q.createdFrom, q.createdTo)
+
+    def post_filter(job: Job) -> bool:
+        doc = job.to_doc()
+        if any(doc.get(name) != value for name, value in leftover.items()):
+            return False
+        if created_range is not None:
+            low, high = created_range
+            if (low and job.created_at < low) or (high and job.created_at >= high):
+                return False
+        return True
+
+    return JobListPlan(spec=spec, post_filter=post_filter)
+
+
+def job_cursor(q: JobListQuery, last: Job) -> str:
+    sort_field = SORTS[q.sort][0]
+    return encode_cursor(
+        f"jobs{q.sort}", [last.created_at if sort_field == "createdAt" else last.updated_at, last.job_id]
+    )
+
+
+def job_list_shapes() -> Iterator[QuerySpec]:
+    """Every shape ``plan_job_list`` can build (values are placeholders)."""
+    now = datetime.now(UTC)
+    for combo in INDEXED_FACETS:
+        for with_user in (False, True):
+            for sort in SORTS:
+                for ranged in (False, True):
+                    values: dict[str, Any] = {name: "x" for name in combo}
+                    if "status" in values:
+                        values["status"] = JobStatus.RUNNING
+                    q = JobListQuery(
+                        **values,
+                        userId="u" if with_user else None,
+                        sort=sort,
+                        createdFrom=now if ranged else None,
+                    )
+                    yield plan_job_list(q).spec
+                    yield plan_job_list(
+                        q.model_copy(update={"cursor": job_cursor(q, placeholder_job(now))})
+                    ).spec
+
+
+def placeholder_job(now: datetime) -> Job:
+    return Job(
+        pipeline="video",
+        account_id="a",
+        scenario_id="s",
+        source_id="x",
+        user_id="u",
+        job_id="j",
+        trace_id="a-s-x",
+        status=JobStatus.QUEUED,
+        stage="received",
+        progress_text="",
+        created_at=now,
+        updated_at=now,
+        heartbeat_at=now,
+    )
+
+
+# ---- execution logs (seed 004) ---------------------------------------------------------------------
+class ExecutionLogQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    workflow_id: str | None = Field(None, min_length=1, max_length=64, description="The pipeline.")
+    trace_id: str | None = Field(None, min_length=1, max_length=MAX_TRACE_ID)
+    queued_to_dlq: bool | None = None
+    status: ExecutionStatus | None = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = Field(None, min_length=1, max_length=1024)
+
+
+EXECUTION_FILTERS = {
+    "workflow_id": "workflow",
+    "trace_id": "trace_id",
+    "queued_to_dlq": "queued_to_dlq",
+    "status": "status",
+}
+
+
+def execution_log_spec(q: ExecutionLogQuery) -> QuerySpec:
+    equals = []
+    for param, stored in EXECUTION_FILTERS.items():
+        value = getattr(q, param)
+        if value is not None:
+            equals.append((stored, value.value if isinstance(value, ExecutionStatus) else value))
+    after = decode_cursor("executions", q.cursor, (datetime, str)) if q.cursor else None
+    return QuerySpec(equals=tuple(equals), order=(("started_at", True),), limit=q.limit, after=after)
+
+
+def execution_cursor(last: Execution) -> str:
+    return encode_cursor("executions", [last.started_at, last.execution_id])
+
+
+def execution_log_shapes() -> Iterator[QuerySpec]:
+    sample = {"workflow_id": "video", "trace_id": "t", "queued_to_dlq": True, "status": ExecutionStatus.FAIL}
+    for size in range(len(sample) + 1):
+        for names in combinations(sample, size):
+            yield execution_log_spec(ExecutionLogQuery(**{n: sample[n] for n in names}))
+
+
+# ---- audit -------------------------------------------------------------------------------------------
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    actor: str | None = Field(None, min_length=1, max_length=200)
+    action: str | None = Field(None, min_length=1, max_length=64)
+    target: str | None = Field(None, min_length=1, max_length=200)
+    limit: int = Field(50, ge=1, le=500)
+    cursor: str | None = Field(None, min_length=1, max_length=1024)
+
+
+def audit_spec(q: AuditQuery) -> QuerySpec:
+    equals = tuple((name, getattr(q, name)) for name in ("actor", "action", "target") if getattr(q, name))
+    after = decode_cursor("audit", q.cursor, (datetime, str)) if q.cursor else None
+    return QuerySpec(equals=equals, order=(("at", True),), limit=q.limit, after=after)
+
+
+def audit_cursor(last: AuditRecord) -> str:
+    return encode_cursor("audit", [last.at, last.audit_id])
+
+
+def audit_shapes() -> Iterator[QuerySpec]:
+    for size in range(4):
+        for names in combinations(("actor", "action", "target"), size):
+            yield audit_spec(AuditQuery(**{n: "x" for n in names}))
+
+
+# ---- dead letters ------------------------------------------------------------------------------------
+class DeadLetterQuery(CamelModel):
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="ignore")
+
+    pipeline: str | None = Field(None, min_length=1, max_length=64)
+    accountId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    scenarioId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    userId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, min_length=1, max_length=1024)
+
+    def to_filter(self) -> DeadLetterFilter:
+        return DeadLetterFilter(
+            pipeline=self.pipeline,
+            account_id=self.accountId,
+            scenario_id=self.scenarioId,
+            user_id=self.userId,
+        )
+
+
+def dead_letter_page_spec(q: DeadLetterQuery) -> QuerySpec:
+    after = decode_cursor("dlq", q.cursor, (str,))[0] if q.cursor else None
+    return dead_letter_spec(q.to_filter(), limit=q.limit, after=after)
+
+
+def dead_letter_shapes() -> Iterator[tuple[QuerySpec, bool]]:
+    """(spec, is_aggregation): the listing, its count, and the bulk replay's pages."""
+    names = ("pipeline", "account_id", "scenario_id", "user_id")
+    for size in range(len(names) + 1):
+        for chosen in combinations(names, size):
+            flt = DeadLetterFilter(**{n: "x" for n in chosen})
+            yield dead_letter_spec(flt, limit=10, after="j"), False
+            yield dead_letter_spec(flt), True
+
+
+# ---- summary -----------------------------------------------------------------------------------------
+class SummaryQuery(CamelModel):
+    """Filters for the cost part of the summary (issue 5: cost per account and scenario)."""
+
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="ignore")
+
+    accountId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    scenarioId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    createdFrom: Rfc3339 | None = Field(None, description="createdAt >= this")
+    createdTo: Rfc3339 | None = Field(None, description="createdAt < this")
+
+
+@dataclass(frozen=True)
+class SummarySpecs:
+    queued: QuerySpec
+    running: QuerySpec
+    finished: QuerySpec
+    failed: QuerySpec
+    stale: QuerySpec
+    dead_letters: QuerySpec
+    durations: QuerySpec  # executions
+    cost: QuerySpec
+
+
+FAILED = (JobStatus.FAILED.value, JobStatus.TIMED_OUT.value)
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def summary_specs(
+    q: SummaryQuery, now: datetime, stale_after_seconds: int, user_id: str | None
+) -> SummarySpecs:
+    since = now - timedelta(hours=24)
+    cost_equals = tuple(
+        (name, value)
+        for name, value in (("userId", user_id), ("accountId", q.accountId), ("scenarioId", q.scenarioId))
+        if value is not None
+    )
+    ranged = q.createdFrom is not None or q.createdTo is not None
+    return SummarySpecs(
+        queued=QuerySpec(equals=(("status", JobStatus.QUEUED.value),)),
+        running=QuerySpec(equals=(("status", JobStatus.RUNNING.value),)),
+        finished=QuerySpec(range_field="finishedAt", range_from=since),
+        failed=QuerySpec(one_of=("status", FAILED), range_field="finishedAt", range_from=since),
+        stale=QuerySpec(
+            one_of=("status", ACTIVE),
+            range_field="heartbeatAt",
+            range_to=now - timedelta(seconds=stale_after_seconds),
+        ),
+        dead_letters=dead_letter_spec(DeadLetterFilter()),
+        durations=QuerySpec(range_field="finished_at", range_from=since),
+        cost=QuerySpec(
+            equals=cost_equals,
+            range_field="createdAt" if ranged else None,
+            range_from=q.createdFrom,
+            range_to=q.createdTo,
+        ),
+    )
+
+
+COST_FIELD = "cost.total"
+DURATION_FIELD = "action_duration_ms"
+
+
+def summary_shapes() -> Iterator[tuple[str, QuerySpec, str | None]]:
+    """(collection, spec, aggregated field) for every aggregation the summary can run."""
+    now = datetime.now(UTC)
+    for size in range(3):
+        for names in combinations(("accountId", "scenarioId"), size):
+            for user in (None, "u"):
+                for ranged in (False, True):
+                    q = SummaryQuery(**{n: "x" for n in names}, createdFrom=now if ranged else None)
+                    specs = summary_specs(q, now, 60, user)
+                    yield "jobs", specs.cost, COST_FIELD
+    specs = summary_specs(SummaryQuery(), now, 60, None)
+    for spec in (specs.queued, specs.running, specs.finished, specs.failed, specs.stale, specs.dead_letters):
+        yield "jobs", spec, None
+    yield "executions", specs.durations, DURATION_FIELD
+
+
+def parse_query(model: type[BaseModel], args: Any) -> Any:
+    """Query-string parameters (first value of each) -> ``model``; 400 on a bad value."""
+    try:
+        return model.model_validate({key: args.get(key) for key in args})
+    except ValidationError as exc:
+        raise InvalidInput(
+            "query parameters do not match the expected shape",
+            problems=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from exc
