@@ -1,7 +1,6 @@
 """Authentication (Bearer JWT, X-API-Key) and the owner/admin rules of the API.
 
-Inside a request of the API app (services/api), ``request_principal(request)`` is who is calling;
-``current_user_id(request)`` is their subject, for blueprints that only need the user id (Music Clips).
+Inside a request of the API app (services/api), ``request_principal(request)`` is who is calling.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ __all__ = [
     "Role",
     "authenticate",
     "check_auth_settings",
-    "current_user_id",
     "hash_api_key",
     "mint_token",
     "request_principal",
@@ -49,8 +47,3 @@ def request_principal(request: flask.Request) -> Principal:
     principal = authenticate(settings, request.headers)
     setattr(flask.g, _PRINCIPAL_KEY, principal)
     return principal
-
-
-def current_user_id(request: flask.Request) -> str:
-    """The caller's user id (JWT ``sub``, or the API key's principal name)."""
-    return request_principal(request).subject

@@ -87,9 +87,16 @@ def _credits_left(rt: Runtime) -> int | None:
 
 
 def run_once(
-    rt: Runtime, channel_id: str, user_id: str, request: RunOnceRequest, idempotency_key: str | None = None
+    rt: Runtime,
+    channel_id: str,
+    user_id: str,
+    request: RunOnceRequest,
+    idempotency_key: str | None = None,
+    *,
+    actor: str | None = None,
 ) -> tuple[Job, bool]:
-    """Create the run's job (STAGE_10) and queue it; (job, created).
+    """Create ``user_id``'s run job (STAGE_10) and queue it; (job, created). ``actor`` is who asked
+    (an admin may start a run for a user), as the job's first event records it.
 
     Raises CallbackUrlNotConfigured (400) or SunoCreditsExhausted (402) after creating the job and
     marking it failed. A repeated idempotency key returns the first run's job.
@@ -109,7 +116,7 @@ def run_once(
             "instrumental": request.instrumental,
         },
     )
-    job, created = rt.repo.create_job(new, actor=f"user:{user_id}")
+    job, created = rt.repo.create_job(new, actor=actor or f"user:{user_id}")
     with bind_job(job):
         if not created:
             if job.queued_message_id is None and not job.status.is_terminal:
@@ -241,9 +248,10 @@ def job_view(rt: Runtime, job: Job, *, request_id: str, now: datetime) -> dict[s
     }
 
 
-def get_music_job(rt: Runtime, job_id: str, *, user_id: str | None) -> Job:
-    """The Music Clips job ``job_id``; JobNotFound (404) if it is not one, or not this user's."""
+def get_music_job(rt: Runtime, job_id: str) -> Job:
+    """The Music Clips job ``job_id``; JobNotFound (404) if it is not one. Whether the caller may
+    see it is services.auth's call (``visible``), which answers with the same 404."""
     job = rt.repo.get_job(job_id)
-    if job.pipeline != MUSIC_CLIPS.name or (user_id is not None and job.user_id != user_id):
+    if job.pipeline != MUSIC_CLIPS.name:
         raise JobNotFound(f"Job {job_id} not found")
     return job

@@ -1,6 +1,6 @@
-"""Music Clips end to end on the emulators: runOnce over real HTTP, the worker behind a real Pub/Sub
-push subscription, Suno's callback over real HTTP from the fake Suno, the poller and the sweeper
-called directly (with time travel instead of real waits)."""
+"""Music Clips end to end on the emulators: runOnce over real HTTP (the API app, with Bearer tokens),
+the worker behind a real Pub/Sub push subscription, Suno's callback over real HTTP from the fake
+Suno, the poller and the sweeper called directly (with time travel instead of real waits)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from typing import Any
 import flask
 import pytest
 import requests
+from pydantic import SecretStr
 
 from infra.bootstrap import bootstrap
+from services.api import create_app
+from services.auth import mint_token
 from services.fakes.world import FakeWorld
 from services.jobs.models import Job
 from services.local.serve import BackgroundServer, function_app
-from services.music_clips.api import music_clips_blueprint
 from services.music_clips.config import CALLBACK_PATH
 from services.music_clips.poller import poll_music_jobs
 from services.pipelines.music_clips import MUSIC_CLIPS
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.emulator
 
 ALL_STAGES = [s.name for s in MUSIC_CLIPS.stages]
 FAR_FUTURE = timedelta(hours=1)
+UNKNOWN_JOB = "job_1703616000000_abc123"
 
 
 @dataclass
@@ -43,19 +46,32 @@ class MusicStack:
     api_url: str
     world: FakeWorld
 
+    def auth(self, caller: str | None, role: str = "user") -> dict[str, str]:
+        """A Bearer token for ``caller`` (none for None)."""
+        if caller is None:
+            return {}
+        return {"Authorization": f"Bearer {mint_token(self.rt.settings, caller, role)}"}
+
     def run_once(
-        self, channel_id: str = "channel_xyz", *, user_id: str | None = "user-1", **body: Any
+        self,
+        channel_id: str = "channel_xyz",
+        *,
+        caller: str | None = "user-1",
+        role: str = "user",
+        headers: dict[str, str] | None = None,
+        **body: Any,
     ) -> requests.Response:
-        headers = {"x-user-id": user_id} if user_id else {}
         return requests.post(
             f"{self.api_url}/api/music-clips/channels/{channel_id}/runOnce",
-            json={"userId": user_id, **body} if user_id else body,
-            headers=headers,
+            json=body,
+            headers={**self.auth(caller, role), **(headers or {})},
             timeout=10,
         )
 
-    def get_job(self, job_id: str) -> requests.Response:
-        return requests.get(f"{self.api_url}/api/music-clips/jobs/{job_id}", timeout=10)
+    def get_job(self, job_id: str, *, caller: str | None = "user-1", role: str = "user") -> requests.Response:
+        return requests.get(
+            f"{self.api_url}/api/music-clips/jobs/{job_id}", headers=self.auth(caller, role), timeout=10
+        )
 
     def callback(self, body: dict[str, Any], token: str | None = None) -> requests.Response:
         token = self.rt.settings.suno_callback_token.get_secret_value() if token is None else token
@@ -71,10 +87,12 @@ class MusicStack:
             job = self.rt.repo.get_job(job_id)
             return job if job.stage == stage else None
 
-        return wait_for(probe, timeout=timeout, what=f"job {job_id} to reach {stage}")
+        job = wait_for(probe, timeout=timeout, what=f"job {job_id} to reach {stage}")
+        assert job is not None  # wait_for returns only a truthy probe
+        return job
 
 
-def complete_callback(task_id: str, audio_url: str = "https://cdn.example/late.mp3") -> dict[str, Any]:
+def complete_callback(task_id: str | None, audio_url: str = "https://cdn.example/late.mp3") -> dict[str, Any]:
     return {
         "code": 200,
         "msg": "All generated successfully.",
@@ -86,17 +104,33 @@ def complete_callback(task_id: str, audio_url: str = "https://cdn.example/late.m
 def music_settings(pipeline_settings: Settings) -> Settings:
     # The fake Suno charges one credit per generation.
     return pipeline_settings.model_copy(
-        update={"suno_credits_per_generation": 1, "suno_poll_interval_seconds": 1.0}
+        update={
+            "suno_credits_per_generation": 1,
+            "suno_poll_interval_seconds": 1.0,
+            "jwt_secret": SecretStr("music-emulator-tests-secret-of-enough-length"),
+        }
     )
+
+
+class LateApp:
+    """A WSGI app built once the server's URL is known (the API's public URL is where Suno calls
+    back, and ``create_app`` takes the runtime whole)."""
+
+    def __init__(self) -> None:
+        self.app: flask.Flask | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        assert self.app is not None, "served before the app was built"
+        return self.app(environ, start_response)
 
 
 def serve_music(
     settings: Settings, clients, world: FakeWorld, *, public: bool = True
 ) -> Iterator[MusicStack]:
-    app = flask.Flask("music-api")
-    with BackgroundServer(app) as api:
+    late = LateApp()
+    with BackgroundServer(late) as api:
         rt = Runtime(settings.model_copy(update={"public_base_url": api.url if public else None}), clients)
-        app.register_blueprint(music_clips_blueprint, runtime=rt)  # what the API service does
+        late.app = create_app(rt)  # the API service, with the Music Clips blueprint in it
         with (
             BackgroundServer(function_app(handle_push, rt, "worker")) as worker,
             BackgroundServer(function_app(handle_dead_letter, rt, "dlq")) as dlq,
@@ -127,7 +161,8 @@ def music_without_public_url(music_settings, clients, repo, world) -> Iterator[M
 def test_run_once_answers_202_then_the_callback_brings_success(music):
     # Suno takes a while, as it does: long enough for the worker to have stored the task id.
     music.world.configure(suno={"callback_delay_s": 2.0})
-    response = music.run_once(prompt="calm lo-fi")
+    # Seed 002's front end names the user in the body too: the caller's own id is accepted.
+    response = music.run_once(userId="user-1", prompt="calm lo-fi")
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert accepted["success"] is accepted["ok"] is True
@@ -155,12 +190,6 @@ def test_run_once_answers_202_then_the_callback_brings_success(music):
     assert body["sunoTaskId"] == job.suno_task_id and body["audioUrl"] == job.result["audioUrl"]
     assert body["error"] is None and body["heartbeat"] == {"secondsSinceUpdate": 0, "isStale": False}
     assert body["requestId"].startswith("req_") and body["createdAt"].endswith("Z")
-    stranger = requests.get(
-        f"{music.api_url}/api/music-clips/jobs/{job.job_id}",
-        headers={"x-user-id": "someone-else"},
-        timeout=10,
-    )
-    assert stranger.status_code == 404 and stranger.json()["error"] == "JOB_NOT_FOUND"
     # No poll is left scheduled for a finished job.
     assert music.rt.repo.find_due_suno_polls(music.rt.repo.clock() + FAR_FUTURE, 10) == []
 
@@ -235,7 +264,9 @@ def test_duplicate_and_intermediate_callbacks_apply_once(music):
 def waiting_job(music: MusicStack) -> Job:
     """A job whose Suno task never finishes and never calls back."""
     music.world.configure(suno={"callbacks_enabled": False, "result": "never"})
-    return music.reaches(music.run_once().json()["jobId"], "STAGE_40_SUNO_PENDING")
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_40_SUNO_PENDING")
+    assert job.suno_task_id  # the worker stored it on the way to STAGE_40
+    return job
 
 
 def test_a_task_that_never_finishes_times_out_and_a_late_callback_changes_nothing(music):
@@ -338,27 +369,79 @@ def test_suno_generation_failure_reported_by_callback_fails_the_job(music):
     assert job.error.stage == "STAGE_40_SUNO_PENDING"
 
 
-def test_run_once_needs_a_user_and_get_of_unknown_job_is_404(music):
-    refused = music.run_once(user_id=None)
-    assert refused.status_code == 401 and refused.json()["requestId"]
-    missing = music.get_job("job_1703616000000_abc123")
+def test_without_credentials_nothing_is_started_or_shown(music):
+    job = waiting_job(music)
+    for refused in (
+        music.run_once(caller=None, userId="user-1"),
+        music.run_once(caller=None, headers={"x-user-id": "user-1"}),  # a header is not a credential
+        music.get_job(job.job_id, caller=None),
+    ):
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"] == "UNAUTHORIZED" and refused.json()["requestId"].startswith("req_")
+        assert refused.headers["X-Request-Id"] == refused.json()["requestId"]
+    assert music.rt.repo.count_jobs() == 1
+
+
+def test_get_of_unknown_job_is_404(music):
+    missing = music.get_job(UNKNOWN_JOB)
     assert missing.status_code == 404
     body = missing.json()
     assert body == {
         "success": False,
         "ok": False,
         "error": "JOB_NOT_FOUND",
-        "message": "Job job_1703616000000_abc123 not found",
+        "message": f"Job {UNKNOWN_JOB} not found",
         "requestId": body["requestId"],
     }
     assert music.rt.repo.count_jobs() == 0
 
 
+def without_request_id(response: requests.Response) -> dict[str, Any]:
+    return {k: v for k, v in response.json().items() if k != "requestId"}
+
+
+def test_another_users_job_answers_exactly_like_a_missing_one(music):
+    job = waiting_job(music)
+    assert music.get_job(job.job_id, caller="user-1").status_code == 200
+    stranger = music.get_job(job.job_id, caller="user-2")
+    missing = music.get_job(UNKNOWN_JOB, caller="user-2")
+    assert stranger.status_code == missing.status_code == 404
+    assert without_request_id(stranger) == {
+        **without_request_id(missing),
+        "message": f"Job {job.job_id} not found",
+    }
+    assert stranger.json()["requestId"] != missing.json()["requestId"]
+    assert set(stranger.headers) == set(missing.headers)
+
+
+def test_an_admin_reads_any_job(music):
+    job = waiting_job(music)
+    view = music.get_job(job.job_id, caller="ops-admin", role="admin")
+    assert view.status_code == 200, view.text
+    assert view.json()["jobId"] == job.job_id and view.json()["stage"] == "STAGE_40_SUNO_PENDING"
+
+
+def test_a_user_cannot_start_a_run_for_another_user(music):
+    refused = music.run_once(caller="user-1", userId="user-2")
+    assert refused.status_code == 403 and refused.json()["error"] == "FORBIDDEN"
+    assert refused.json()["requestId"].startswith("req_")
+    assert music.rt.repo.count_jobs() == 0
+
+
+def test_an_admin_starts_a_run_for_a_user_who_then_owns_it(music):
+    music.world.configure(suno={"callbacks_enabled": False, "result": "never"})
+    response = music.run_once(caller="ops-admin", role="admin", userId="user-2")
+    assert response.status_code == 202, response.text
+    job = music.rt.repo.get_job(response.json()["jobId"])
+    assert job.user_id == "user-2" and job.trace_id == "user-2-music_clips-channel_xyz"
+    assert music.rt.repo.list_events(job.job_id)[0].actor == "user:ops-admin"  # who asked, on record
+    assert music.get_job(job.job_id, caller="user-2").status_code == 200
+    assert music.get_job(job.job_id, caller="user-1").status_code == 404
+
+
 def test_the_same_idempotency_key_starts_one_run(music):
     music.world.configure(suno={"callback_delay_s": 2.0})
-    headers = {"x-user-id": "user-1", "Idempotency-Key": "click-1"}
-    url = f"{music.api_url}/api/music-clips/channels/channel_xyz/runOnce"
-    first, second = (requests.post(url, headers=headers, timeout=10) for _ in range(2))
+    first, second = (music.run_once(headers={"Idempotency-Key": "click-1"}) for _ in range(2))
     assert first.status_code == second.status_code == 202
     assert first.json()["jobId"] == second.json()["jobId"] and second.json()["duplicate"] is True
     music.reaches(first.json()["jobId"], "STAGE_50_SUNO_SUCCESS")
