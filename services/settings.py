@@ -130,9 +130,12 @@ class Settings(BaseSettings):
     sse_client_queue_size: int = Field(256, ge=1)
     # How many of the most recently updated jobs the instance's one listener watches.
     sse_listen_window: int = Field(500, ge=1)
-    # Streams one instance holds; beyond it 503. Keep below the server's threads (THREADS for
-    # functions-framework), or streams starve ordinary requests.
+    # Streams one instance holds; beyond it 503.
     sse_max_streams: int = Field(1000, ge=1)
+    # functions-framework's own THREADS variable: its gthread pool (default 4 per CPU). Every open
+    # stream holds one of those threads, so streams are also capped at threads - reserved.
+    threads: int | None = Field(None, ge=1)
+    sse_reserved_threads: int = Field(4, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import time
 from collections.abc import Sequence
@@ -12,23 +10,21 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from services.api import admin, audit, dlq, jobs, logs, openapi, summary
+from services.api.dashboard import dashboard_blueprint
 from services.api.routing import RUNTIME_EXTENSION
+from services.api.stream import stream_blueprint
 from services.auth import SETTINGS_EXTENSION, check_auth_settings
 from services.errors import JobtrailError, Unauthorized
 from services.http import error_response, json_response
+from services.music_clips.api import music_clips_blueprint
 from services.runtime import Runtime, get_runtime
 
 log = logging.getLogger("jobtrail.api")
 
 CORE_BLUEPRINTS = (jobs.bp, logs.bp, summary.bp, admin.bp, dlq.bp, audit.bp, openapi.bp)
-# Blueprints other modules contribute, as (module, attribute): registered when the module exists,
-# with ``runtime=rt`` in their options. The dashboard page (/) and the live stream (/api/stream)
-# join here.
-OPTIONAL_BLUEPRINTS: list[tuple[str, str]] = [
-    ("services.music_clips.api", "music_clips_blueprint"),
-    ("services.api.stream", "stream_blueprint"),
-    ("services.api.dashboard", "dashboard_blueprint"),
-]
+# Blueprints that need the runtime in their options: Music Clips (seed 002's routes), the live
+# stream (/api/stream) and the dashboard page (/).
+RUNTIME_BLUEPRINTS = (music_clips_blueprint, stream_blueprint, dashboard_blueprint)
 
 
 def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Blueprint] = ()) -> flask.Flask:
@@ -41,10 +37,7 @@ def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Bl
     app.extensions[SETTINGS_EXTENSION] = rt.settings
     for core in CORE_BLUEPRINTS:
         app.register_blueprint(core)
-    for module_name, attribute in OPTIONAL_BLUEPRINTS:
-        if importlib.util.find_spec(module_name) is not None:
-            app.register_blueprint(getattr(importlib.import_module(module_name), attribute), runtime=rt)
-    for blueprint in extra_blueprints:
+    for blueprint in (*RUNTIME_BLUEPRINTS, *extra_blueprints):
         app.register_blueprint(blueprint, runtime=rt)
     _register_error_handlers(app)
     _register_access_log(app)

@@ -89,6 +89,8 @@ class LocalStack:
             "TRACE_EXPORTER": "none",
             "METRICS_EXPORTER": "prometheus",
             "PYTHONUNBUFFERED": "1",
+            # functions-framework's thread count; each open dashboard stream holds one (api).
+            "THREADS": "64",
             **(extra_env or {}),
         }
         self._spawn(
@@ -145,9 +147,9 @@ class LocalStack:
             if process.proc.poll() is not None:
                 raise RuntimeError(f"{process.name} exited ({process.proc.returncode}); see {process.log}")
             try:
-                requests.get(process.url, timeout=1)
+                requests.get(process.url, timeout=2)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 time.sleep(0.2)
         raise RuntimeError(f"{process.name} did not answer within {timeout:.0f}s; see {process.log}")
 

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from services.api import create_app
-from services.api.app import OPTIONAL_BLUEPRINTS
+from services.api.app import RUNTIME_BLUEPRINTS
 from services.api.openapi import operations, spec_of
 from services.auth import hash_api_key, mint_token
 from services.clients import Clients
@@ -22,7 +22,7 @@ from services.settings import Settings
 
 API_KEY = "jt_unit_key_0123456789"
 # Blueprints of other modules that publish no operations (their routes are theirs to document).
-FOREIGN_BLUEPRINTS = {attribute.removesuffix("_blueprint") for _, attribute in OPTIONAL_BLUEPRINTS}
+FOREIGN_BLUEPRINTS = {blueprint.name for blueprint in RUNTIME_BLUEPRINTS}
 
 
 @pytest.fixture

@@ -1,0 +1,262 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright) on the whole local
+stack: emulators, fake outside world, every entry point as its own functions-framework process.
+
+Jobs are created by signed webhooks after the page is open, so everything the page shows about
+them reached it over the live stream. Screenshots go to artifacts/e2e/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from services.auth import mint_token
+from services.intake import SIGNATURE_HEADER, sign
+from services.local.stack import LocalStack, running_stack
+from services.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Generous: the stack's Pub/Sub push, worker and fakes run on two cores.
+WAIT_MS = 90_000
+VIDEO_STAGES = ["received", "downloading", "downloaded", "processing", "processed", "publishing", "published"]
+# Every outside call takes a while, so each stage is on screen long enough to be seen.
+SLOW_WORLD = {
+    "video": {"latency_ms": 1200},
+    "processor": {"latency_ms": 1200},
+    "instagram": {"latency_ms": 1200},
+}
+
+# Records, for every row, the distinct stages the table showed, in order: proof that the row
+# changed in place (no reload: the recorder would be gone) and walked through its stages.
+RECORDER = """
+() => {
+  window.__noReload = true;
+  window.__stages = {};
+  const record = () => {
+    for (const row of document.querySelectorAll('#jobs tbody tr')) {
+      const id = row.dataset.jobId;
+      const stage = row.querySelector('td[data-col="stage"]').textContent;
+      const seen = (window.__stages[id] = window.__stages[id] || []);
+      if (seen[seen.length - 1] !== stage) seen.push(stage);
+    }
+  };
+  new MutationObserver(record).observe(document.querySelector('#jobs tbody'),
+    { subtree: true, childList: true, characterData: true });
+  record();
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    # THREADS: functions-framework's gthread pool; each open stream holds one of its threads.
+    with running_stack(tmp_path_factory.mktemp("stack"), extra_env={"THREADS": "32"}) as local:
+        world(local, SLOW_WORLD)
+        yield local
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``open_page(sub, role)``: a fresh browser context signed in as ``sub``, stream live."""
+    pages: list[tuple[Page, list[str]]] = []
+
+    def open_as(sub: str, role: str = "user") -> Page:
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        pages.append((page, errors))
+        page.goto(f"{stack.url('api')}/")
+        expect(page.locator("#login")).to_be_visible()
+        expect(page.locator("#app")).to_be_hidden()  # nothing is shown without a token
+        page.fill("#token-input", mint_token(Settings(), sub, role))
+        page.click("#login-submit")
+        expect(page.locator("#live")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        expect(page.locator("#who-name")).to_have_text(sub)
+        page.evaluate(RECORDER)
+        return page
+
+    yield open_as
+    for i, (page, errors) in enumerate(pages):
+        page.screenshot(path=ARTIFACTS / f"{request.node.name}-{i}-end.png", full_page=True)
+        page.context.close()
+        assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def world(stack: LocalStack, changes: dict[str, Any]) -> None:
+    requests.post(f"{stack.url('fake_world')}/_control", json=changes, timeout=10).raise_for_status()
+
+
+def post_video(stack: LocalStack, user: str) -> str:
+    body = json.dumps(
+        {
+            "accountId": f"acc-{user}",
+            "scenarioId": "e2e",
+            "sourceId": f"src-{uuid.uuid4().hex[:8]}",
+            "userId": user,
+            "deliveryId": uuid.uuid4().hex,
+            "videoUrl": f"https://videos.example/clip-{uuid.uuid4().hex[:6]}.mp4",
+            "caption": "e2e",
+        }
+    ).encode()
+    secret = Settings().webhook_hmac_secret.get_secret_value()
+    response = requests.post(
+        stack.url("webhook_intake"),
+        data=body,
+        headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body)},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["jobId"])
+
+
+def api_job(stack: LocalStack, job_id: str) -> dict[str, Any]:
+    token = mint_token(Settings(), "e2e-check", "admin")
+    response = requests.get(
+        f"{stack.url('api')}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def row(page: Page, job_id: str) -> Any:
+    return page.locator(f'#jobs tbody tr[data-job-id="{job_id}"]')
+
+
+def cell(page: Page, job_id: str, column: str) -> Any:
+    return row(page, job_id).locator(f'td[data-col="{column}"]')
+
+
+# ---- the tests -------------------------------------------------------------------------------------
+def test_a_new_job_appears_on_top_and_walks_through_its_stages_without_a_reload(stack, open_page):
+    page = open_page("ops", "admin")
+    expect(page.locator("#queues")).to_be_visible()
+
+    job_id = post_video(stack, "alice")
+
+    expect(row(page, job_id)).to_be_visible(timeout=WAIT_MS)
+    assert page.locator("#jobs tbody tr").first.get_attribute("data-job-id") == job_id
+    page.screenshot(path=ARTIFACTS / "new-job-appears.png")
+    row(page, job_id).click()
+    expect(page.locator("#detail")).to_be_visible()
+    expect(cell(page, job_id, "stage")).to_have_text("published", timeout=WAIT_MS)
+    expect(cell(page, job_id, "status")).to_have_text("succeeded")
+
+    shown = page.evaluate("id => window.__stages[id]", job_id)
+    assert page.evaluate("window.__noReload") is True
+    assert shown[-1] == "published" and shown == sorted(shown, key=VIDEO_STAGES.index)
+    # It moved through intermediate stages on screen, not from first to last in one step.
+    assert len([s for s in shown if s not in ("received", "published")]) >= 2, shown
+    expect(page.locator("#d-timeline .tl-row")).to_have_count(
+        len(api_timeline(stack, job_id)), timeout=WAIT_MS
+    )
+    page.screenshot(path=ARTIFACTS / "job-published.png")
+
+
+def test_cancel_from_the_page_takes_effect(stack, open_page):
+    page = open_page("ops", "admin")
+    # Pause the video queue from the header, so the new job waits in "queued" to be cancelled.
+    page.click('button[data-queue="video-worker"][data-action="pause"]')
+    expect(page.locator('button[data-queue="video-worker"]')).to_have_attribute("data-action", "resume")
+
+    job_id = post_video(stack, "alice")
+    expect(cell(page, job_id, "status")).to_have_text("queued", timeout=WAIT_MS)
+    row(page, job_id).click()
+    expect(page.locator("#btn-cancel")).to_be_visible()
+    page.click("#btn-cancel")
+
+    expect(cell(page, job_id, "status")).to_have_text("cancelled", timeout=WAIT_MS)
+    expect(page.locator("#btn-cancel")).to_be_hidden()
+    assert api_job(stack, job_id)["status"] == "cancelled"
+    page.screenshot(path=ARTIFACTS / "job-cancelled.png")
+
+    page.click('button[data-queue="video-worker"][data-action="resume"]')
+    expect(page.locator('button[data-queue="video-worker"]')).to_have_attribute("data-action", "pause")
+    # The held message is delivered now; a cancelled job stays cancelled.
+    later = post_video(stack, "alice")
+    expect(cell(page, later, "status")).to_have_text("succeeded", timeout=WAIT_MS)
+    assert api_job(stack, job_id)["status"] == "cancelled"
+
+
+def test_retry_from_the_page_takes_effect(stack, open_page):
+    page = open_page("ops", "admin")
+    world(stack, {"video": {"permanent_failure": True}})
+    try:
+        job_id = post_video(stack, "alice")
+        expect(cell(page, job_id, "status")).to_have_text("failed", timeout=WAIT_MS)
+    finally:
+        world(stack, {"video": {"permanent_failure": False}})
+    row(page, job_id).click()
+    expect(page.locator("#d-error")).to_contain_text("REJECTED")
+    expect(page.locator("#btn-retry")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "job-failed.png")
+
+    page.click("#btn-retry")
+
+    expect(cell(page, job_id, "attempt")).to_have_text("2", timeout=WAIT_MS)
+    expect(cell(page, job_id, "status")).to_have_text("succeeded", timeout=WAIT_MS)
+    expect(page.locator("#d-timeline .tl-attempt")).to_have_text("attempt 2", timeout=WAIT_MS)
+    assert api_job(stack, job_id)["attempt"] == 2
+    page.screenshot(path=ARTIFACTS / "job-retried.png")
+
+
+def test_a_user_sees_only_their_own_jobs(stack, open_page):
+    others = [post_video(stack, "bob"), post_video(stack, "bob")]
+    mine = post_video(stack, "carol")
+    page = open_page("carol")
+    expect(row(page, mine)).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#queues")).to_be_hidden()  # queue controls are for admins
+
+    # Live: bob's next job is committed first, carol's after it; only carol's may arrive.
+    others.append(post_video(stack, "bob"))
+    newest = post_video(stack, "carol")
+    expect(row(page, newest)).to_be_visible(timeout=WAIT_MS)
+    expect(cell(page, newest, "status")).to_have_text("succeeded", timeout=WAIT_MS)
+
+    users = page.locator('#jobs tbody td[data-col="userId"]').all_text_contents()
+    assert users and set(users) == {"carol"}
+    seen = page.evaluate("Object.keys(window.__stages)")
+    assert not set(others) & set(seen)
+    # Looking one of bob's jobs up by id finds nothing either.
+    page.fill("#f-search", others[0])
+    page.press("#f-search", "Enter")
+    expect(page.locator("#jobs-message")).to_have_text(f"No job {others[0]}.")
+    page.screenshot(path=ARTIFACTS / "user-view.png")
+
+
+def api_timeline(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
+    token = mint_token(Settings(), "e2e-check", "admin")
+    response = requests.get(
+        f"{stack.url('api')}/api/jobs/{job_id}/events",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return list(response.json()["stages"])

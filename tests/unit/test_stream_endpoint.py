@@ -1,0 +1,136 @@
+"""GET /api/stream and the dashboard page through the API app (Flask test client, no database):
+auth (the ``access_token`` parameter and where it is accepted), filters, and that the token never
+reaches a span or a log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask
+import pytest
+
+from services.api import create_app
+from services.api.stream import STREAM_EXTENSION, Broadcaster, stream_broadcaster
+from services.auth import mint_token
+from services.clients import Clients
+from services.jobs.repository import utcnow
+from services.runtime import Runtime
+from services.settings import Settings
+from services.telemetry import Telemetry
+from tests.unit.test_stream import FakeSource, parse
+
+STATIC = Path(__file__).resolve().parents[2] / "services" / "api" / "static"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(metrics_exporter="none", trace_exporter="memory", sse_heartbeat_seconds=0.05)
+
+
+@pytest.fixture
+def telemetry(settings: Settings) -> Iterator[Telemetry]:
+    telemetry = Telemetry.create(settings)
+    with telemetry.activated():
+        yield telemetry
+    telemetry.shutdown()
+
+
+@pytest.fixture
+def app(settings: Settings, telemetry: Telemetry) -> Iterator[flask.Flask]:
+    app = create_app(Runtime(settings, Clients(settings)))
+    # The listener is a stand-in here; tests/emulator/test_stream.py runs the Firestore one.
+    app.extensions[STREAM_EXTENSION] = Broadcaster(
+        settings, FakeSource(), clock=utcnow, stopping=lambda: False
+    )
+    yield app
+    stream_broadcaster(app).close()
+
+
+@pytest.fixture
+def client(app: flask.Flask) -> flask.testing.FlaskClient:
+    return app.test_client()
+
+
+def test_the_stream_needs_credentials(client):
+    response = client.get("/api/stream")
+    assert response.status_code == 401 and response.get_json()["error"] == "UNAUTHORIZED"
+    assert client.get("/api/stream?access_token=not-a-jwt").status_code == 401
+
+
+def test_access_token_opens_the_stream_and_closing_it_unsubscribes(app, client, settings):
+    token = mint_token(settings, "alice")
+    response = client.get(f"/api/stream?access_token={token}&status=running", buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    assert response.headers["Cache-Control"] == "no-cache, no-transform"
+    first = next(iter(response.response))
+    assert first.startswith(b"retry: ")
+    hello = parse(first.split(b"\n", 1)[1])
+    assert hello["event"] == "hello"
+    assert hello["data"]["subject"] == "alice" and hello["data"]["role"] == "user"
+    assert hello["data"]["filters"]["status"] == ["running"]
+    assert stream_broadcaster(app).stats()["clients"] == 1
+
+    response.close()  # what the server does when the browser goes away
+    assert stream_broadcaster(app).stats()["clients"] == 0
+
+
+def test_a_bearer_header_works_too(client, settings):
+    headers = {"Authorization": f"Bearer {mint_token(settings, 'ops', 'admin')}"}
+    response = client.get("/api/stream", headers=headers, buffered=False)
+    assert response.status_code == 200
+    assert parse(next(iter(response.response)).split(b"\n", 1)[1])["data"]["role"] == "admin"
+    response.close()
+
+
+def test_only_the_stream_takes_a_token_in_the_query_string(client, settings):
+    token = mint_token(settings, "ops", "admin")
+    assert client.get(f"/api/jobs?access_token={token}").status_code == 401
+    assert client.get(f"/api/summary?access_token={token}").status_code == 401
+
+
+def test_bad_filters_are_a_400(client, settings):
+    token = mint_token(settings, "alice")
+    response = client.get(f"/api/stream?access_token={token}&pipeline=nope")
+    assert response.status_code == 400 and response.get_json()["error"] == "INVALID_INPUT"
+
+
+def test_the_token_reaches_no_span_and_no_log_line(client, settings, telemetry, caplog):
+    token = mint_token(settings, "alice")
+    caplog.set_level(logging.DEBUG)
+    ok = client.get(f"/api/stream?status=queued&access_token={token}", buffered=False)
+    next(iter(ok.response))
+    ok.close()
+    refused = client.get(f"/api/stream?access_token={token}x&accountId=acc-1")
+    assert refused.status_code == 401
+
+    assert telemetry.span_exporter is not None
+    spans = [s for s in telemetry.span_exporter.get_finished_spans() if s.name.endswith("/api/stream")]
+    assert len(spans) == 2
+    recorded = " ".join(str(value) for span in spans for value in (span.attributes or {}).values())
+    assert "/api/stream?status=queued" in recorded  # the rest of the query is still there
+    assert token not in recorded and "access_token" not in recorded
+    logged = " ".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    assert "/api/stream" in logged and token not in logged
+
+
+# ---- the page ------------------------------------------------------------------------------------
+def test_the_page_is_served_at_the_root_with_a_strict_policy(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert b'id="login"' in page.data and b"/assets/dashboard/app.js" in page.data
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    for asset, mimetype in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        response = client.get(f"/assets/dashboard/{asset}")
+        assert response.status_code == 200 and response.mimetype == mimetype
+        response.close()
+
+
+def test_the_page_loads_nothing_from_elsewhere():
+    """No CDN (the machine is offline, and the policy would block it anyway)."""
+    external = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|import\s""")
+    for name in ("index.html", "app.css", "app.js"):
+        assert not external.search((STATIC / name).read_text()), name
