@@ -28,7 +28,7 @@ lint: setup
 
 ## The whole local stack: emulators, fakes, functions, worker, dashboard, demo traffic.
 stack: setup
-	$(PY) -m services.local.stack
+	$(PY) -m services.local.stack $(ARGS)
 
 bench: setup
 	$(PY) -m bench.run
