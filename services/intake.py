@@ -43,7 +43,8 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def verify_signature(secret: str, body: bytes, header: str | None) -> None:
-    if not header or not hmac.compare_digest(sign(secret, body), header):
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a header is attacker input.
+    if not header or not hmac.compare_digest(sign(secret, body).encode(), header.encode("utf-8", "replace")):
         raise InvalidSignature(f"missing or wrong {SIGNATURE_HEADER} (HMAC-SHA256 of the body)")
 
 

@@ -72,7 +72,9 @@ class PushEnvelope(BaseModel):
         try:
             raw = base64.b64decode(self.message.data, validate=True)
             value = json.loads(raw) if raw else {}
-        except (binascii.Error, ValueError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack, which only a hostile or broken
+        # sender produces; it is bad input like any other, not a crash.
+        except (binascii.Error, ValueError, RecursionError) as exc:
             raise InvalidInput(f"message {self.message.message_id} data is not base64 JSON") from exc
         if not isinstance(value, dict):
             raise InvalidInput(f"message {self.message.message_id} data is not a JSON object")

@@ -88,7 +88,10 @@ def _slack_url(url: str) -> str:
 def _when(epoch: int | None) -> str | None:
     if not epoch:
         return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):  # outside what a datetime holds: show it raw
+        return f"epoch {epoch}"
 
 
 def _value(value: str | int | float | None) -> str | None:

@@ -41,7 +41,7 @@ def handle_suno_callback(rt: Runtime, request: flask.Request) -> flask.Response:
     verify_callback_token(rt, request)
     try:
         body = json.loads(read_body(request, rt.settings.max_body_bytes) or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's stack
         raise InvalidInput("body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidInput("body is not a JSON object")
