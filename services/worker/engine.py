@@ -75,7 +75,11 @@ class DeliveryOutcome:
 
 
 class JobCancelled(Exception):
-    pass
+    def __init__(self, job_id: str, *, by_this_attempt: bool) -> None:
+        super().__init__(job_id)
+        # Only the attempt that moved the job to cancelled counts it as finished (metrics); a job
+        # the API cancelled before this delivery was finished by the API.
+        self.by_this_attempt = by_this_attempt
 
 
 def classify(exc: BaseException) -> tuple[str, bool]:
@@ -231,11 +235,10 @@ class Worker:
     def _run_attempt(self, spec: PipelineSpec, job: Job, execution: Execution) -> DeliveryOutcome:
         try:
             final = self._run_steps(spec, job)
-        except JobCancelled:
+        except JobCancelled as cancelled:
             self._close(execution, ExecutionStatus.CANCELLED)
-            return DeliveryOutcome(
-                Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id, JobStatus.CANCELLED
-            )
+            finished_as = JobStatus.CANCELLED if cancelled.by_this_attempt else None
+            return DeliveryOutcome(Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id, finished_as)
         except TransitionConflict as exc:
             # Someone else (a concurrent delivery, the sweeper, a cancel) moved the job under us.
             # Ack only once the job is finished: while it is active, a nack keeps this message as
@@ -270,7 +273,7 @@ class Worker:
             "DONE",
             job.job_id,
             execution.execution_id,
-            final.status if final.status.is_terminal else None,
+            final.status if final.status.is_terminal and not job.status.is_terminal else None,
         )
 
     def _run_steps(self, spec: PipelineSpec, job: Job) -> Job:
@@ -295,9 +298,9 @@ class Worker:
                 job.job_id,
                 Transition(spec.cancelled.name, actor="worker", message="cancelled at a stage boundary"),
             )
-            raise JobCancelled(job.job_id)
+            raise JobCancelled(job.job_id, by_this_attempt=True)
         if job.status is JobStatus.CANCELLED:
-            raise JobCancelled(job.job_id)
+            raise JobCancelled(job.job_id, by_this_attempt=False)
         return job
 
     def _run_step(self, step: Step, job: Job) -> Job:
