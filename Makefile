@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup test unit lint stack bench iac clean
+.PHONY: setup test unit lint stack bench iac clean soak fuzz
 
 $(STAMP): pyproject.toml scripts/setup-machine.sh
 	bash scripts/setup-machine.sh
@@ -32,6 +32,17 @@ stack: setup
 
 bench: setup
 	$(PY) -m bench.run
+
+## The full soak: the whole stack, SOAK_JOBS jobs with faults, then the reconciliation (JSON, exit 1 on
+## any gap). SOAK_MINUTES bounds sending and draining; starting and reading back add about a minute.
+SOAK_JOBS    ?= 10000
+SOAK_MINUTES ?= 45
+soak: setup
+	$(PY) -m services.local.soak --jobs $(SOAK_JOBS) --minutes $(SOAK_MINUTES) --output bench/results/soak.json $(ARGS)
+
+## The fuzzers' long run: the tests CI runs with a few dozen examples each, with thousands.
+fuzz: setup
+	$(PY) -m pytest -q -p tests.fuzz.profiles --hypothesis-profile=jobtrail-fuzz-long tests/fuzz tests/unit/test_fuzz_payloads.py
 
 iac:
 	../shared/iac/check
