@@ -64,6 +64,11 @@ _TTL_FIELDS = ("expireAt", "expire_at")
 
 
 # ---- counting ---------------------------------------------------------------------------------------
+def _is_timestamp(value: Any) -> bool:
+    """A TTL field only expires the document when it holds a time (null means never)."""
+    return value is not None and value._pb.WhichOneof("value_type") == "timestamp_value"
+
+
 class FirestoreMeter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
     """Counts billable operations of every Firestore RPC passing through the channel."""
 
@@ -101,7 +106,7 @@ class FirestoreMeter(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
                         self.deletes += 1
                         continue
                     self.writes += 1
-                    if write.update and any(f in write.update.fields for f in _TTL_FIELDS):
+                    if write.update and any(_is_timestamp(write.update.fields.get(f)) for f in _TTL_FIELDS):
                         self.expiring.add(write.update.name)
         return continuation(details, request)
 

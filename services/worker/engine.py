@@ -30,6 +30,7 @@ from google.api_core.exceptions import GoogleAPICallError, RetryError
 
 from services.errors import InvalidInput, JobNotFound, TransitionConflict
 from services.jobs.models import Execution, ExecutionStatus, Job, JobError
+from services.jobs.repository import TransitionResult
 from services.jobs.state_machine import Transition
 from services.messages import JobMessage, PushEnvelope
 from services.pipelines.registry import get_pipeline, get_steps
@@ -62,8 +63,6 @@ class DeliveryOutcome:
     reason: str  # a stable code: DONE, CANCELLED, FAILED, RETRY, QUEUE_PAUSED, BUSY...
     job_id: str | None = None
     execution_id: str | None = None
-    # Set when this delivery left the job finished (for jobs_finished_total).
-    finished_as: JobStatus | None = None
 
     @property
     def http_status(self) -> int:
@@ -75,11 +74,19 @@ class DeliveryOutcome:
 
 
 class JobCancelled(Exception):
-    def __init__(self, job_id: str, *, by_this_attempt: bool) -> None:
-        super().__init__(job_id)
-        # Only the attempt that moved the job to cancelled counts it as finished (metrics); a job
-        # the API cancelled before this delivery was finished by the API.
-        self.by_this_attempt = by_this_attempt
+    """The job was cancelled (by the API before this delivery, or by this attempt at a boundary)."""
+
+
+def _took(result: TransitionResult) -> Job:
+    """The job after a worker's transition; counts it finished if this very write finished it.
+
+    Two attempts of one job can overlap (one past its delivery deadline, one redelivered) and both
+    see the job reach its last stage, but only one transaction wrote that stage: counting there
+    keeps jobs_finished_total equal to the jobs the worker finished in Firestore.
+    """
+    if result.applied and result.job.status.is_terminal:
+        get_metrics().job_finished(result.job.pipeline, result.job.status)
+    return result.job
 
 
 def classify(exc: BaseException) -> tuple[str, bool]:
@@ -228,17 +235,14 @@ class Worker:
             "failure" if outcome.reason in ("RETRY", "FAILED", "CONFLICT") else "success",
             time.monotonic() - started,
         )
-        if outcome.finished_as is not None:
-            metrics.job_finished(job.pipeline, outcome.finished_as)
         return outcome
 
     def _run_attempt(self, spec: PipelineSpec, job: Job, execution: Execution) -> DeliveryOutcome:
         try:
             final = self._run_steps(spec, job)
-        except JobCancelled as cancelled:
+        except JobCancelled:
             self._close(execution, ExecutionStatus.CANCELLED)
-            finished_as = JobStatus.CANCELLED if cancelled.by_this_attempt else None
-            return DeliveryOutcome(Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id, finished_as)
+            return DeliveryOutcome(Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id)
         except TransitionConflict as exc:
             # Someone else (a concurrent delivery, the sweeper, a cancel) moved the job under us.
             # Ack only once the job is finished: while it is active, a nack keeps this message as
@@ -263,18 +267,10 @@ class Worker:
             self._close(execution, ExecutionStatus.FAIL, last_error=message, retryable=retryable)
             if retryable:
                 return DeliveryOutcome(Verdict.NACK, "RETRY", job.job_id, execution.execution_id)
-            return DeliveryOutcome(
-                Verdict.ACK, "FAILED", job.job_id, execution.execution_id, JobStatus.FAILED
-            )
+            return DeliveryOutcome(Verdict.ACK, "FAILED", job.job_id, execution.execution_id)
         status = ExecutionStatus.CANCELLED if final.status is JobStatus.CANCELLED else ExecutionStatus.SUCCESS
         self._close(execution, status)
-        return DeliveryOutcome(
-            Verdict.ACK,
-            "DONE",
-            job.job_id,
-            execution.execution_id,
-            final.status if final.status.is_terminal and not job.status.is_terminal else None,
-        )
+        return DeliveryOutcome(Verdict.ACK, "DONE", job.job_id, execution.execution_id)
 
     def _run_steps(self, spec: PipelineSpec, job: Job) -> Job:
         for step in get_steps(spec.name):
@@ -284,9 +280,11 @@ class Worker:
             if job.status.is_terminal:
                 return job
             if job.stage != step.start:
-                job = self.repo.transition(
-                    job.job_id, Transition(step.start, actor="worker", expected_stage=job.stage)
-                ).job
+                job = _took(
+                    self.repo.transition(
+                        job.job_id, Transition(step.start, actor="worker", expected_stage=job.stage)
+                    )
+                )
             job = self._run_step(step, job)
         return job
 
@@ -294,22 +292,25 @@ class Worker:
         """Between stages: re-read the job so a cancel or a sweep since the last step is seen."""
         job = self.repo.get_job(job.job_id)
         if job.cancel_requested and not job.status.is_terminal:
-            self.repo.transition(
-                job.job_id,
-                Transition(spec.cancelled.name, actor="worker", message="cancelled at a stage boundary"),
+            _took(
+                self.repo.transition(
+                    job.job_id,
+                    Transition(spec.cancelled.name, actor="worker", message="cancelled at a stage boundary"),
+                )
             )
-            raise JobCancelled(job.job_id, by_this_attempt=True)
+            raise JobCancelled(job.job_id)
         if job.status is JobStatus.CANCELLED:
-            raise JobCancelled(job.job_id, by_this_attempt=False)
+            raise JobCancelled(job.job_id)
         return job
 
     def _run_step(self, step: Step, job: Job) -> Job:
         current = {"job": job}
 
         def advance(stage: str, **fields: Any) -> Job:
-            result = self.repo.transition(job.job_id, Transition(stage, actor="worker", fields=fields))
-            current["job"] = result.job
-            return result.job
+            current["job"] = _took(
+                self.repo.transition(job.job_id, Transition(stage, actor="worker", fields=fields))
+            )
+            return current["job"]
 
         ctx = StepContext(rt=self.rt, job=job, actor="worker", advance=advance)
         with (
@@ -331,10 +332,12 @@ class Worker:
             seconds = time.monotonic() - started
             self._record_usage(job, result, seconds)
             before = current["job"]
-            done = self.repo.transition(
-                job.job_id,
-                Transition(step.done, actor="worker", expected_stage=before.stage, fields=result.fields),
-            ).job
+            done = _took(
+                self.repo.transition(
+                    job.job_id,
+                    Transition(step.done, actor="worker", expected_stage=before.stage, fields=result.fields),
+                )
+            )
         get_metrics().stage_finished(job.pipeline, step.start, seconds)
         log.info("job %s: %s done in %.3fs", job.job_id, step.name, seconds)
         return done
@@ -352,14 +355,16 @@ class Worker:
         spec = get_pipeline(job.pipeline)
         if job.status.is_terminal:
             return
-        self.repo.transition(
-            job_id,
-            Transition(
-                spec.failed.name,
-                actor="worker",
-                message=f"{code}: {message}",
-                error=JobError(code=code, message=message, retryable=retryable),
-            ),
+        _took(
+            self.repo.transition(
+                job_id,
+                Transition(
+                    spec.failed.name,
+                    actor="worker",
+                    message=f"{code}: {message}",
+                    error=JobError(code=code, message=message, retryable=retryable),
+                ),
+            )
         )
 
     def _close(

@@ -3,8 +3,10 @@ real Firestore; only the outside world (source, processor, Instagram) is a loopb
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -13,6 +15,8 @@ from infra import emulators as emu
 from services.control import retry_job
 from services.intake import SIGNATURE_HEADER, sign
 from services.jobs.models import ExecutionStatus, JobCreate
+from services.jobs.state_machine import Transition
+from services.messages import JobMessage, PushEnvelope
 from services.pipelines.spec import JobStatus
 from services.pipelines.video import VIDEO
 from services.publishing import publish_job
@@ -204,3 +208,50 @@ def test_worker_nacks_while_firestore_is_down_and_no_job_is_lost(stack, world, e
     assert all(j.status is JobStatus.SUCCEEDED for j in jobs), [(j.job_id, j.stage, j.error) for j in jobs]
     # Nothing half-written: every job has exactly its seven stage events.
     assert all(len(repo.list_events(j.job_id)) == len(VIDEO.stages) for j in jobs)
+
+
+def test_overlapping_attempts_count_the_job_finished_once(stack, world, mocker):
+    """An attempt past its delivery deadline and its redelivery both publish the same job; only the
+    one whose write reached ``published`` counts it in jobs_finished_total."""
+    repo = stack.rt.repo
+    job, _ = repo.create_job(
+        JobCreate(
+            pipeline="video",
+            account_id="acc-7",
+            scenario_id="scn-2",
+            source_id="overlap",
+            user_id="user-1",
+            input={"videoUrl": "https://videos.example/o.mp4", "caption": "c"},
+        )
+    )
+    for stage in ("downloading", "downloaded", "processing"):
+        repo.transition(job.job_id, Transition(stage, actor="worker"))
+    repo.transition(
+        job.job_id, Transition("processed", actor="worker", fields={"result": {"prepared": "gs://p/o.mp4"}})
+    )
+    # Publishing is slow, so both attempts are inside it at once.
+    world.configure(instagram={"latency_ms": 1500})
+    metrics = mocker.patch("services.worker.engine.get_metrics").return_value
+    message = JobMessage(job_id=job.job_id, pipeline="video", trace_id=job.trace_id)
+
+    def deliver(attempt: int):
+        return stack.rt.worker.handle(
+            PushEnvelope.model_validate(
+                {
+                    "message": {
+                        "data": base64.b64encode(message.encode()).decode(),
+                        "attributes": message.attributes(),
+                        "messageId": "overlap-1",
+                    },
+                    "subscription": "projects/x/subscriptions/video-worker",
+                    "deliveryAttempt": attempt,
+                }
+            )
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(deliver, (1, 2)))
+    assert [o.reason for o in outcomes] == ["DONE", "DONE"], outcomes
+    assert repo.get_job(job.job_id).status is JobStatus.SUCCEEDED
+    assert len(repo.list_executions(job.job_id)) == 2
+    metrics.job_finished.assert_called_once_with("video", JobStatus.SUCCEEDED)
