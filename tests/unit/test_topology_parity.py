@@ -3,7 +3,7 @@
 What the bootstrap creates is recorded by running ``infra.bootstrap.bootstrap`` against recording
 clients. What Terraform creates is worked out from the HCL itself: the pubsub module's resources
 are read with python-hcl2 and their attribute expressions evaluated against the YAML file every
-environment passes in. The evaluator knows only "read it from the topology entry" shapes; a literal
+environment passes in (each environment root is terraform/modules/stack). The evaluator knows only "read it from the topology entry" shapes; a literal
 (a hard-coded subscription, attempt count or backoff) is reported, not evaluated, so the check
 fails the moment Terraform stops reading the file. (``terraform test`` in terraform/environments/*
 checks the same invariants on Terraform's own evaluation.)
@@ -28,6 +28,7 @@ from infra.topology import TOPOLOGY_FILE, load_topology
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
 PUBSUB_MODULE = TERRAFORM / "modules" / "pubsub" / "main.tf"
+STACK_MODULE = TERRAFORM / "modules" / "stack"
 PROJECT = "parity-project"
 PREFIX = "jt-test-"
 
@@ -251,14 +252,14 @@ def terraform_view(topology_file: Path) -> tuple[set[str], dict[str, Sub]]:
     return topics, subs
 
 
-def topology_file_of(environment: Path) -> Path:
-    """The file an environment hands the pubsub module, with its locals resolved."""
-    tf = hcl2.load((environment / "main.tf").open())
+def topology_file_of(stack: Path) -> Path:
+    """The file the stack module hands the pubsub module, with its locals resolved."""
+    tf = hcl2.load((stack / "main.tf").open())
     locals_block = all_locals(tf)
     repo_root = _expr(locals_block["repo_root"])
     match = re.fullmatch(r'abspath\("\$\{path\.module\}/([./]+)"\)', repo_root)
     assert match, f"repo_root = {repo_root!r}"
-    root = (environment / match.group(1)).resolve()
+    root = (stack / match.group(1)).resolve()
     [module] = [m['"pubsub"'] for m in tf["module"] if '"pubsub"' in m]
     topology_file = _expr(module["topology_file"])
     assert topology_file.startswith("${local.repo_root}/"), topology_file
@@ -275,9 +276,15 @@ def test_there_are_environments_to_check() -> None:
     assert {p.name for p in ENVIRONMENTS} >= {"dev", "prod"}
 
 
+def test_the_stack_hands_terraform_the_file_the_bootstrap_reads() -> None:
+    assert topology_file_of(STACK_MODULE) == TOPOLOGY_FILE.resolve()
+
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS, ids=lambda p: p.name)
-def test_every_environment_hands_terraform_the_file_the_bootstrap_reads(environment: Path) -> None:
-    assert topology_file_of(environment) == TOPOLOGY_FILE.resolve()
+def test_every_environment_is_the_stack(environment: Path) -> None:
+    tf = hcl2.load((environment / "main.tf").open())
+    sources = [_expr(block["source"]) for m in tf.get("module", []) for block in m.values()]
+    assert sources == ["../../modules/stack"], sources
 
 
 def test_terraform_declares_no_topic_or_subscription_outside_the_topology_module() -> None:

@@ -1,42 +1,4 @@
-output "urls" {
-  description = "Service URL by entry point."
-  value       = module.functions.urls
-}
-
-output "services" {
-  description = "Each service's account, access, limits and environment variable names."
-  value       = module.functions.services
-}
-
-output "subscriptions" {
-  description = "Every subscription created from infra/topology.yaml, with its dead-letter policy and retry policy."
-  value       = module.pubsub.subscriptions
-}
-
-output "alert_policies" {
-  description = "Alert policies by runbook name: channels and documentation."
-  value       = module.monitoring.alert_policies
-}
-
-output "service_accounts" {
-  description = "Service account email by workload."
-  value       = module.iam.emails
-}
-
-output "scheduler_jobs" {
-  description = "Scheduler jobs by entry point."
-  value       = module.scheduler.jobs
-}
-
-output "ttl_fields" {
-  description = "Firestore TTL policies (\"<collection>.<field>\")."
-  value       = module.firestore.ttl_fields
-}
-
-output "deploy" {
-  description = "What cloudbuild.yaml needs as substitutions."
-  value = {
-    _REGION = var.region
-    _PREFIX = var.prefix
-  }
+output "stack" {
+  description = "Everything the stack reports: service URLs, accounts, subscriptions, alert policies, and the Cloud Build substitutions under deploy."
+  value       = module.stack
 }

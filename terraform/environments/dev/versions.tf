@@ -24,7 +24,7 @@ terraform {
 
 provider "google" {
   project = var.project_id
-  region  = var.region
+  region  = local.region
   default_labels = {
     app = "jobtrail"
     env = local.environment

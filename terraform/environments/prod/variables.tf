@@ -1,47 +1,9 @@
+# What an operator of this environment provides (terraform.tfvars or TF_VAR_*); the stack's own
+# descriptions in terraform/modules/stack/variables.tf say more.
+
 variable "project_id" {
   description = "Google Cloud project of this environment."
   type        = string
-}
-
-variable "region" {
-  description = "Region of the services, the scheduler jobs and the source bucket."
-  type        = string
-  default     = "europe-west1"
-}
-
-variable "firestore_location" {
-  description = "Firestore location (a region or a multi-region such as eur3)."
-  type        = string
-  default     = "eur3"
-}
-
-variable "prefix" {
-  description = "Prefix of every resource name: services, accounts, topics, subscriptions, secrets, metrics. Also the services' TOPIC_PREFIX."
-  type        = string
-  default     = "jt-prod-"
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,12}-$", var.prefix))
-    error_message = "prefix: lower-case letters, digits and hyphens, ending in \"-\", at most 14 characters (service account ids are limited to 30)."
-  }
-}
-
-variable "collection_prefix" {
-  description = "The services' COLLECTION_PREFIX (settings.collection_prefix); empty when the project holds one environment."
-  type        = string
-  default     = ""
-}
-
-variable "repository_url" {
-  description = "Browsable URL of the repository; alert policies link \"<this>/blob/<branch>/runbooks/<alert>.md\"."
-  type        = string
-  default     = "https://github.com/jobtrail/jobtrail"
-}
-
-variable "repository_branch" {
-  description = "Branch whose runbooks the alert policies link."
-  type        = string
-  default     = "main"
 }
 
 variable "alert_emails" {
@@ -51,7 +13,7 @@ variable "alert_emails" {
 }
 
 variable "slack_channel" {
-  description = "Slack channel of the native Slack notification channel (e.g. \"#jobtrail-alerts\"); null: none."
+  description = "Slack channel of the native Slack notification channel; null: none."
   type        = string
   default     = null
 }
@@ -64,44 +26,13 @@ variable "slack_auth_token" {
 }
 
 variable "telegram_chat_id" {
-  description = "Telegram chat the alert relay posts to (the bot token is a secret, TELEGRAM_BOT_TOKEN)."
+  description = "Telegram chat the alert relay posts to (the bot token is the secret TELEGRAM_BOT_TOKEN)."
   type        = string
   default     = null
 }
 
 variable "webhook_invoker_members" {
-  description = <<-EOT
-    Who may call webhook_intake (roles/run.invoker), e.g. "serviceAccount:sender@upstream.iam.gserviceaccount.com":
-    the video source signs each delivery with HMAC and calls with a Google ID token of this identity.
-  EOT
+  description = "Who may call webhook_intake (roles/run.invoker): the video source's identity."
   type        = list(string)
   default     = []
-}
-
-variable "service_overrides" {
-  description = "Per-environment sizing of entry points (terraform/entrypoints.yaml keys); unset fields keep the catalogue's values."
-  type = map(object({
-    timeout_seconds = optional(number)
-    concurrency     = optional(number)
-    min_instances   = optional(number)
-    max_instances   = optional(number)
-    cpu             = optional(string)
-    memory          = optional(string)
-  }))
-  # The API keeps one warm instance: the dashboard and its SSE stream should not wait for a cold start.
-  default = {
-    api = { min_instances = 1 }
-  }
-}
-
-variable "log_level" {
-  description = "The services' LOG_LEVEL."
-  type        = string
-  default     = "INFO"
-}
-
-variable "deletion_protection" {
-  description = "Protect services, the database and the source bucket from terraform destroy."
-  type        = bool
-  default     = true
 }

@@ -27,6 +27,7 @@ output "services" {
       invoker_iam_disabled = s.invoker_iam_disabled
       timeout              = s.template[0].timeout
       concurrency          = s.template[0].max_instance_request_concurrency
+      min_instances        = s.template[0].scaling[0].min_instance_count
       max_instances        = s.template[0].scaling[0].max_instance_count
       env_names            = sort([for e in s.template[0].containers[0].env : e.name])
       secret_env_names     = sort([for e in s.template[0].containers[0].env : e.name if length(e.value_source) > 0])

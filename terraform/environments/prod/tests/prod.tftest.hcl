@@ -1,0 +1,29 @@
+# terraform test (mock providers): what prod sets differently from the stack's other environments.
+# The stack's own invariants are tested once, in terraform/environments/dev/tests.
+
+mock_provider "google" {}
+mock_provider "archive" {}
+mock_provider "random" {}
+
+variables {
+  project_id = "jobtrail-prod-test"
+}
+
+run "prod_is_named_protected_and_keeps_the_api_warm" {
+  command = apply
+
+  assert {
+    condition     = output.stack.deploy._PREFIX == "jt-prod-" && alltrue([for s in output.stack.services : startswith(s.name, "jt-prod-")])
+    error_message = "Every prod service is named with the jt-prod- prefix."
+  }
+
+  assert {
+    condition     = output.stack.services["api"].min_instances == 1
+    error_message = "The API keeps one warm instance in prod (the dashboard's SSE stream)."
+  }
+
+  assert {
+    condition     = alltrue([for name, s in output.stack.services : s.min_instances == 0 if name != "api"])
+    error_message = "Only the API is kept warm."
+  }
+}
