@@ -10,14 +10,13 @@ from services.api.schemas import ExecutionView, JobDetail, JobExecutions, JobPag
 from services.auth import visible
 from services.control import cancel_job, retry_job
 from services.errors import Forbidden, JobNotFound
-from services.jobs.models import Job
+from services.jobs.models import JOB_ID_PATTERN, Job
 from services.pipelines.spec import JobStatus
 
 bp = ApiBlueprint("jobs", __name__)
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
-_ID = re.compile(ID_PATTERN)
-JOB_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN}
+_ID = re.compile(JOB_ID_PATTERN)
+JOB_ID_SCHEMA = {"type": "string", "pattern": JOB_ID_PATTERN}
 
 
 def load_job(call: Call, job_id: str) -> Job:

@@ -22,6 +22,11 @@ from services.pipelines.spec import JobStatus
 _ID_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 
+# Every job id the API and the callbacks accept (new_job_id's ids and imported ones); anything else
+# is answered like a missing job without reaching Firestore.
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+
+
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 

@@ -155,6 +155,7 @@ def plan_retry(spec: PipelineSpec, job: Job, now: datetime, actor: str, retentio
         "stale_at": stale_at_for(spec, stage, now, deadline),
         "event_count": job.event_count + 1,
         "last_event_at": now,
+        **dict.fromkeys(spec.attempt_fields),
     }
     event = _event(job, stage, now, actor, f"retry: attempt {attempt}", attempt, retention)
     return Plan(patch=patch, event=event)

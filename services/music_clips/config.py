@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from services.jobs.models import Job
 from services.settings import Settings
 
 CALLBACK_PATH = "/api/webhooks/suno/music"
 # Suno calls back with no headers of ours, so the secret rides in the URL it was given.
 CALLBACK_AUTH_PARAM = "token"
+# The job and attempt a generation was started for, so a callback that outruns the worker storing
+# the task id still finds its job (services/music_clips/callback.py).
+CALLBACK_JOB_PARAM = "jobId"
+CALLBACK_ATTEMPT_PARAM = "attempt"
 
 
-def suno_callback_url(settings: Settings) -> str | None:
-    """The URL handed to Suno with each generation; None when PUBLIC_BASE_URL is not set."""
+def suno_callback_url(settings: Settings, job: Job | None = None) -> str | None:
+    """The URL handed to Suno with a generation for ``job``; None when PUBLIC_BASE_URL is not set."""
     if not settings.public_base_url:
         return None
-    query = urlencode({CALLBACK_AUTH_PARAM: settings.suno_callback_token.get_secret_value()})
-    return f"{settings.public_base_url.rstrip('/')}{CALLBACK_PATH}?{query}"
+    params = {CALLBACK_AUTH_PARAM: settings.suno_callback_token.get_secret_value()}
+    if job is not None:
+        params |= {CALLBACK_JOB_PARAM: job.job_id, CALLBACK_ATTEMPT_PARAM: str(job.attempt)}
+    return f"{settings.public_base_url.rstrip('/')}{CALLBACK_PATH}?{urlencode(params)}"
 
 
 def poll_delay_seconds(settings: Settings, polls: int) -> float:

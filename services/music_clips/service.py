@@ -153,16 +153,21 @@ class SunoOutcome(StrEnum):
 def apply_suno_result(rt: Runtime, job: Job, result: SunoRecord | SunoCallback, *, actor: str) -> SunoOutcome:
     """Apply what Suno says about the job's task, once. Callback and poller both land here, and
     the state machine makes the first finished result win: a duplicate is a no-op, and nothing
-    leaves a terminal stage (so a callback after a timeout or a cancel changes nothing)."""
+    leaves a terminal stage (so a callback after a timeout or a cancel changes nothing).
+
+    The result is for ``job`` as read by the caller: it applies only while the job is still in
+    that attempt and waits on that task (or on none yet: a callback that outran the worker), and
+    stores the task id with the outcome."""
     if job.status.is_terminal:
         return SunoOutcome.ALREADY_FINISHED
+    task_id = result.task_id if isinstance(result, SunoCallback) else job.suno_task_id
     if result.succeeded and result.audio_url:
         outcome = SunoOutcome.SUCCEEDED
         transition = Transition(
             MUSIC_CLIPS.succeeded.name,
             actor=actor,
-            message=f"Suno task {job.suno_task_id} done",
-            fields={"result": {**job.result, "audioUrl": result.audio_url}},
+            message=f"Suno task {task_id} done",
+            fields={"result": {**job.result, "audioUrl": result.audio_url}, "suno_task_id": task_id},
         )
     elif result.finished:
         outcome = SunoOutcome.FAILED
@@ -175,6 +180,7 @@ def apply_suno_result(rt: Runtime, job: Job, result: SunoRecord | SunoCallback, 
             actor=actor,
             message=message,
             error=JobError(code="SUNO_GENERATION_FAILED", message=message, retryable=True),
+            fields={"suno_task_id": task_id},
         )
     else:
         try:
@@ -182,12 +188,16 @@ def apply_suno_result(rt: Runtime, job: Job, result: SunoRecord | SunoCallback, 
         except JobNotFound:
             return SunoOutcome.ALREADY_FINISHED
         return SunoOutcome.PENDING
+
+    def still_waiting(current: Job) -> bool:
+        return current.attempt == job.attempt and current.suno_task_id in (None, task_id)
+
     try:
-        applied = rt.repo.transition(job.job_id, transition).applied
+        applied = rt.repo.transition(job.job_id, transition, only_if=still_waiting).applied
     except TransitionConflict:
         applied = False  # finished meanwhile (timed out, cancelled, or the other channel won)
     if not applied:
-        log.info("Suno result for job %s ignored: the job already finished", job.job_id)
+        log.info("Suno result for job %s ignored: the job finished or moved on", job.job_id)
         return SunoOutcome.ALREADY_FINISHED
     rt.repo.clear_suno_poll(job.job_id)
     log.info("Suno result applied by %s: %s", actor, outcome.value)

@@ -40,6 +40,7 @@ MUSIC_CLIPS = PipelineSpec(
     max_duration_seconds=600,
     # Past STAGE_20 nothing runs in the worker (Suno owns the task), so a retry asks Suno again.
     retry_from="STAGE_10_REQUEST_ACCEPTED",
+    attempt_fields=("suno_task_id",),
 )
 
 
@@ -54,7 +55,7 @@ def default_prompt(channel_id: str) -> str:
 def request_generation(ctx: StepContext) -> StepResult:
     """Start the Suno generation. Not idempotent on Suno's side (each call spends credits): a crash
     between Suno's answer and the STAGE_30 commit makes the redelivery start a second task."""
-    callback_url = suno_callback_url(ctx.rt.settings)
+    callback_url = suno_callback_url(ctx.rt.settings, ctx.job)
     if callback_url is None:
         raise NonRetryableError(CALLBACK_URL_NOT_CONFIGURED, CALLBACK_URL_MESSAGE)
     params = ctx.job.input

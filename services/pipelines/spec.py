@@ -53,6 +53,9 @@ class PipelineSpec:
     # Where a retry starts. None: where the job stopped (its finished stages are kept). A pipeline
     # whose later stages only wait on an outside party (Suno) must start over instead.
     retry_from: str | None = None
+    # Job fields that belong to one attempt (model names), cleared by a retry: a later result for
+    # the old attempt (a Suno callback for its task) must not be taken for the new one's.
+    attempt_fields: tuple[str, ...] = ()
     _rank: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import mint_token
+from services.control import retry_job
 from services.fakes.world import FakeWorld
 from services.jobs.models import Job
 from services.local.serve import BackgroundServer, function_app
@@ -259,6 +260,58 @@ def test_duplicate_and_intermediate_callbacks_apply_once(music):
     assert "failed" not in music.world.stats()["callbacks"]
     events = music.rt.repo.list_events(job_id)
     assert [e.to_stage for e in events] == ALL_STAGES
+
+
+def test_a_callback_that_outruns_the_worker_storing_the_task_id_still_finishes_the_job(music):
+    # Suno's answer to generate comes back a second late (the first stalled call is the intake's
+    # credit check), while its callback comes at once: the callback finds no stored task id.
+    music.world.configure(
+        suno={"callback_delay_s": 0.0, "lose_response_next_n": 2, "lost_response_stall_ms": 1000}
+    )
+    job_id = music.run_once().json()["jobId"]
+    job = music.reaches(job_id, "STAGE_50_SUNO_SUCCESS")
+    wait_for(lambda: music.world.stats()["callbacks"].get("sent") == 1, what="the callback answered 200")
+    assert "failed" not in music.world.stats()["callbacks"]
+    events = music.rt.repo.list_events(job_id)
+    assert [e.to_stage for e in events] == [
+        "STAGE_10_REQUEST_ACCEPTED",
+        "STAGE_20_SUNO_REQUEST_SENT",
+        "STAGE_50_SUNO_SUCCESS",
+    ]
+    assert events[-1].actor == "suno-callback" and job.suno_task_id
+    assert job.result["audioUrl"].endswith(f"{job.suno_task_id}-1.mp3")
+    # The worker's late commit of STAGE_30 found the job finished and let the message go.
+    wait_for(
+        lambda: [e.status.value for e in music.rt.repo.list_executions(job_id)] == ["fail"],
+        what="the worker's attempt closed as superseded",
+    )
+    [execution] = music.rt.repo.list_executions(job_id)
+    assert execution.last_error.startswith("superseded") and execution.retryable is False
+    assert music.world.stats()["calls"]["suno.generate"] == 1
+
+
+def test_a_callback_for_an_earlier_attempts_task_is_not_taken_for_the_retry(music):
+    job = waiting_job(music)
+    old_task = job.suno_task_id
+    repo = music.rt.repo
+    sweep_stale_jobs(music.rt, now=repo.clock() + timedelta(minutes=11))
+    # The retry asks Suno again; this time Suno neither answers nor calls back for a while.
+    music.world.configure(suno={"callbacks_enabled": False, "result": "never"})
+    retried = retry_job(music.rt, job.job_id, actor="test")
+    assert retried.attempt == 2 and retried.suno_task_id is None
+    again = music.reaches(job.job_id, "STAGE_40_SUNO_PENDING")
+    assert again.suno_task_id and again.suno_task_id != old_task
+
+    # The first attempt's task finishes late and calls back with the first attempt's URL.
+    late_url = {"token": music.rt.settings.suno_callback_token.get_secret_value(), "jobId": job.job_id}
+    late = requests.post(
+        f"{music.api_url}{CALLBACK_PATH}",
+        params=late_url | {"attempt": "1"},
+        json=complete_callback(old_task),
+        timeout=10,
+    )
+    assert late.status_code == 404 and late.json()["error"] == "JOB_NOT_FOUND"
+    assert repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
 
 def waiting_job(music: MusicStack) -> Job:
