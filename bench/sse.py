@@ -170,7 +170,7 @@ async def bench_sse(
                 await gate.acquire()
                 acquired = True
                 async with session.get(
-                    f"{server.url}/api/stream", params={"access_token": token}
+                    f"{server.url}/api/stream", headers={"Authorization": f"Bearer {token}"}
                 ) as response:
                     if response.status != 200:
                         failures.append(f"HTTP {response.status}")

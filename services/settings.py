@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     sse_listen_window: int = Field(500, ge=1)
     # Streams one instance holds; beyond it 503.
     sse_max_streams: int = Field(1000, ge=1)
+    # Life of a one-time stream ticket (POST /api/stream/tickets): only long enough to open a stream.
+    sse_ticket_seconds: float = Field(30.0, gt=0, le=300)
     # functions-framework's own THREADS variable: its gthread pool (default 4 per CPU). Every open
     # stream holds one of those threads, so streams are also capped at threads - reserved.
     threads: int | None = Field(None, ge=1)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import flask
 from werkzeug.exceptions import HTTPException
 
-from services.api import admin, audit, dlq, jobs, logs, openapi, summary
+from services.api import admin, audit, dlq, jobs, logs, openapi, stream_tickets, summary
 from services.api.dashboard import dashboard_blueprint
 from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import stream_blueprint
@@ -21,7 +21,7 @@ from services.runtime import Runtime, get_runtime
 
 log = logging.getLogger("jobtrail.api")
 
-CORE_BLUEPRINTS = (jobs.bp, logs.bp, summary.bp, admin.bp, dlq.bp, audit.bp, openapi.bp)
+CORE_BLUEPRINTS = (jobs.bp, logs.bp, summary.bp, admin.bp, dlq.bp, audit.bp, stream_tickets.bp, openapi.bp)
 # Blueprints that need the runtime in their options: Music Clips (seed 002's routes), the live
 # stream (/api/stream) and the dashboard page (/).
 RUNTIME_BLUEPRINTS = (music_clips_blueprint, stream_blueprint, dashboard_blueprint)

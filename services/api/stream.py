@@ -16,9 +16,10 @@
 - Shutdown (``Broadcaster.close``, or the server stopping) ends every stream cleanly, so the
   server's graceful stop is not held up by streams that would never end by themselves.
 
-Auth: EventSource cannot send headers, so this endpoint, and only this one, also takes the bearer
-token as ``?access_token=``. The parameter is removed from the request before tracing or logging
-sees the URL (``_hide_access_token``); see docs/decisions/0006-live-dashboard.md.
+Auth: the usual headers, or, for EventSource (which cannot send headers), ``?ticket=``: a one-time
+ticket from POST /api/stream/tickets (services/api/stream_tickets.py), so no bearer token is ever
+put in a URL. The ticket is removed from the request before tracing or logging sees the URL
+(``_hide_ticket``) all the same; see docs/decisions/0006-live-dashboard.md.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from flask.blueprints import BlueprintSetupState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from werkzeug.wsgi import ClosingIterator
 
+from services.api.routing import current_runtime
 from services.api.schemas import JobView
+from services.api.stream_tickets import TICKET_PARAM, redeem_ticket
 from services.auth import SETTINGS_EXTENSION, Principal, authenticate
 from services.errors import InvalidInput, JobtrailError
 from services.jobs.models import Job
@@ -58,8 +61,7 @@ from services.settings import Settings
 log = logging.getLogger("jobtrail.stream")
 
 STREAM_EXTENSION = "jobtrail.stream"
-ACCESS_TOKEN_PARAM = "access_token"  # noqa: S105 (a parameter name, not a secret)
-_TOKEN_ENVIRON_KEY = "jobtrail.stream_access_token"  # noqa: S105 (an environ key)
+_TICKET_ENVIRON_KEY = "jobtrail.stream_ticket"
 STREAM_PATH = "/api/stream"
 # EventSource waits this long before reconnecting after the stream ends.
 RETRY_MS = 3000
@@ -585,20 +587,20 @@ def stream_broadcaster(app: flask.Flask) -> Broadcaster:
 
 
 @stream_blueprint.before_app_request
-def _hide_access_token() -> None:
-    """Move ``access_token`` out of the query string before anything records the URL.
+def _hide_ticket() -> None:
+    """Move ``ticket`` out of the query string before anything records the URL.
 
     Registered with the blueprint, so it runs before the tracing hook the app factory installs
     afterwards (which copies the URL into span attributes); a unit test checks that the token
-    reaches no span. Only the stream's path is touched.
+    reaches no span. Only the stream's path is touched. (A used ticket opens nothing; this keeps
+    an unused one, from a request that failed before redeeming it, out of our logs.)
     """
     environ = flask.request.environ
-    if environ.get("PATH_INFO") != STREAM_PATH or ACCESS_TOKEN_PARAM not in environ.get("QUERY_STRING", ""):
+    if environ.get("PATH_INFO") != STREAM_PATH or TICKET_PARAM not in environ.get("QUERY_STRING", ""):
         return
     pairs = parse_qsl(environ["QUERY_STRING"], keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if k != ACCESS_TOKEN_PARAM]
-    token = next((v for k, v in pairs if k == ACCESS_TOKEN_PARAM), "")
-    environ[_TOKEN_ENVIRON_KEY] = token
+    kept = [(k, v) for k, v in pairs if k != TICKET_PARAM]
+    environ[_TICKET_ENVIRON_KEY] = next((v for k, v in pairs if k == TICKET_PARAM), "")
     query = urlencode(kept)
     environ["QUERY_STRING"] = query
     uri = STREAM_PATH + (f"?{query}" if query else "")
@@ -613,9 +615,9 @@ def _hide_access_token() -> None:
 
 def _stream_principal(settings: Settings) -> Principal:
     headers = flask.request.headers
-    token = flask.request.environ.get(_TOKEN_ENVIRON_KEY)
-    if token and not headers.get("Authorization") and not headers.get("X-API-Key"):
-        return authenticate(settings, {"Authorization": f"Bearer {token}"})
+    ticket = flask.request.environ.get(_TICKET_ENVIRON_KEY)
+    if ticket is not None and not headers.get("Authorization") and not headers.get("X-API-Key"):
+        return redeem_ticket(current_runtime(), ticket)
     return authenticate(settings, headers)
 
 

@@ -136,6 +136,10 @@ class JobRepository:
     def alert_ref(self, key: str) -> firestore.DocumentReference:
         return self.collection("alerts").document(hashlib.sha256(key.encode()).hexdigest())
 
+    def stream_ticket_ref(self, ticket: str) -> firestore.DocumentReference:
+        # Only the ticket's hash is stored: the collection itself holds nothing that opens a stream.
+        return self.collection("streamTickets").document(hashlib.sha256(ticket.encode()).hexdigest())
+
     # ---- jobs -------------------------------------------------------------------------------
     def create_job(
         self, new: JobCreate, *, actor: str = "system", otel_trace_id: str | None = None
@@ -488,6 +492,32 @@ class JobRepository:
     def release_alert(self, key: str) -> None:
         """Give a claim back after a failed delivery, so the next notification retries it."""
         self.alert_ref(key).delete()
+
+    # ---- stream tickets (services/api/stream_tickets.py) ---------------------------------------
+    def create_stream_ticket(self, ticket: str, holder: dict[str, str], ttl: timedelta) -> datetime:
+        """Store a ticket for ``holder`` (who it opens a stream for); returns when it expires."""
+        now = self.clock()
+        expires = now + ttl
+        self.stream_ticket_ref(ticket).create({**holder, "createdAt": now, "expireAt": expires})
+        return expires
+
+    def redeem_stream_ticket(self, ticket: str) -> dict[str, Any] | None:
+        """The ticket's holder, once: reading deletes it in the same transaction, so a second
+        redemption (a copy of the URL from a log) finds nothing. None if unknown or expired
+        (Firestore's TTL deletes expired tickets only eventually)."""
+        ref = self.stream_ticket_ref(ticket)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> dict[str, Any] | None:
+            snap = ref.get(transaction=transaction)
+            if not snap.exists:
+                return None
+            transaction.delete(ref)
+            data: dict[str, Any] = snap.to_dict() or {}
+            return data if data.get("expireAt") and data["expireAt"] > self.clock() else None
+
+        result: dict[str, Any] | None = run(self.db.transaction())
+        return result
 
     # ---- API queries (QuerySpec) and aggregations ----------------------------------------------
     QUERYABLE = ("jobs", "executions", "audit")

@@ -54,12 +54,21 @@ class SseClient:
     ``close()`` shuts the socket down, which is what unblocks a read in another thread."""
 
     def __init__(
-        self, base_url: str, token: str, *, headers: dict[str, str] | None = None, **params: str
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+        ticket: str | None = None,
+        **params: str,
     ) -> None:
+        """Authenticated by ``token`` (a Bearer header) or, as a browser is, by a one-time ``ticket``."""
         url = urlsplit(base_url)
         self.sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=60)
-        query = urlencode({**params, "access_token": token})
+        query = urlencode({**params, **({"ticket": ticket} if ticket else {})})
         lines = [f"GET /api/stream?{query} HTTP/1.0", f"Host: {url.netloc}", "Accept: text/event-stream"]
+        if token:
+            lines.append(f"Authorization: Bearer {token}")
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.file = self.sock.makefile("rb")
@@ -230,6 +239,46 @@ def test_a_reconnect_with_last_event_id_misses_nothing(served: Served):
     again.close()
 
 
+def test_a_page_opens_and_reopens_the_stream_with_one_time_tickets(served: Served):
+    """What the dashboard does: a ticket per connection (stored in Firestore), and on reopen the
+    last event id in the query, since it reconnects itself rather than let EventSource retry."""
+
+    def ticket(sub: str) -> str:
+        response = requests.post(
+            f"{served.url}/api/stream/tickets",
+            headers={"Authorization": f"Bearer {served.token(sub)}"},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["ticket"])
+
+    first_ticket = ticket("alice")
+    client = SseClient(served.url, None, ticket=first_ticket)
+    assert client.status == 200 and client.hello()["data"]["subject"] == "alice"
+    job = make_job(served.rt)
+    first = client.next_job()
+    client.close()
+    move(served.rt, job, "downloading")
+    served.wait_seq(seq_of(first) + 1)
+
+    # The spent ticket opens nothing, here or on any instance: it is gone from Firestore.
+    spent = SseClient(served.url, None, ticket=first_ticket)
+    assert spent.status == 401
+    spent.close()
+    again = SseClient(served.url, None, ticket=ticket("alice"), lastEventId=first["id"])
+    assert again.status == 200
+    again.hello()
+    assert again.next_job()["data"]["stage"] == "downloading"
+    again.close()
+    # Bob's ticket shows Bob's jobs only.
+    bob = SseClient(served.url, None, ticket=ticket("bob"))
+    bob.hello()
+    bobs = make_job(served.rt, user="bob", source="src-2")
+    move(served.rt, job, "downloaded")
+    assert bob.next_job()["data"]["jobId"] == bobs.job_id
+    bob.close()
+
+
 def test_an_id_from_another_instance_gets_a_reset(served: Served):
     client = served.connect("alice", lastEventId="0badf00d-12")
     client.hello()
@@ -246,8 +295,8 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_get_everything(se
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     slow.connect((urlsplit(served.url).hostname, urlsplit(served.url).port))
-    query = urlencode({"access_token": served.token("ops", "admin")})
-    slow.sendall(f"GET /api/stream?{query} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    bearer = f"Authorization: Bearer {served.token('ops', 'admin')}"
+    slow.sendall(f"GET /api/stream HTTP/1.0\r\nHost: x\r\n{bearer}\r\n\r\n".encode())
     wait_for(lambda: served.broadcaster.stats()["clients"] == 2, what="both clients to subscribe")
 
     template = make_job(served.rt)
@@ -323,7 +372,7 @@ def test_sigterm_under_functions_framework_ends_the_streams_cleanly(rt: Runtime,
         # requests speaks HTTP/1.1: the body is chunked, and a stream that is cut rather than ended
         # raises (no terminating chunk), so finishing the loop below means a clean end.
         with requests.get(
-            f"{url}/api/stream", params={"access_token": token}, stream=True, timeout=25
+            f"{url}/api/stream", headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=25
         ) as response:
             assert response.status_code == 200
             lines = response.iter_lines()

@@ -1,18 +1,21 @@
 """GET /api/stream and the dashboard page through the API app (Flask test client, no database):
-auth (the ``access_token`` parameter and where it is accepted), filters, and that the token never
-reaches a span or a log line."""
+auth (one-time tickets, and that no route takes a token in the URL), filters, and that a ticket
+never reaches a span or a log line."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import flask
 import pytest
 
 from services.api import create_app
+from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import STREAM_EXTENSION, Broadcaster, stream_broadcaster
 from services.auth import mint_token
 from services.clients import Clients
@@ -54,15 +57,48 @@ def client(app: flask.Flask) -> flask.testing.FlaskClient:
     return app.test_client()
 
 
-def test_the_stream_needs_credentials(client):
+class TicketBook:
+    """The repository's two ticket methods over a dict (tests/emulator/test_stream.py runs
+    Firestore's)."""
+
+    def __init__(self) -> None:
+        self.store: dict[str, dict[str, Any]] = {}
+
+    def create_stream_ticket(self, ticket: str, holder: dict[str, str], ttl: timedelta) -> datetime:
+        self.store[ticket] = {**holder, "expireAt": utcnow() + ttl}
+        return self.store[ticket]["expireAt"]
+
+    def redeem_stream_ticket(self, ticket: str) -> dict[str, Any] | None:
+        holder = self.store.pop(ticket, None)
+        return holder if holder and holder["expireAt"] > utcnow() else None
+
+
+@pytest.fixture
+def tickets(app: flask.Flask) -> dict[str, dict[str, Any]]:
+    book = TicketBook()
+    app.extensions[RUNTIME_EXTENSION].__dict__["repo"] = book  # Runtime.repo is a cached_property
+    return book.store
+
+
+def ticket_for(client, settings: Settings, subject: str = "alice", role: str = "user") -> str:
+    headers = {"Authorization": f"Bearer {mint_token(settings, subject, role)}"}
+    response = client.post("/api/stream/tickets", headers=headers)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["streamUrl"] == f"/api/stream?ticket={body['ticket']}"
+    return str(body["ticket"])
+
+
+def test_the_stream_needs_credentials(client, tickets):
     response = client.get("/api/stream")
     assert response.status_code == 401 and response.get_json()["error"] == "UNAUTHORIZED"
-    assert client.get("/api/stream?access_token=not-a-jwt").status_code == 401
+    assert client.get("/api/stream?ticket=made-up").status_code == 401
+    assert client.post("/api/stream/tickets").status_code == 401
 
 
-def test_access_token_opens_the_stream_and_closing_it_unsubscribes(app, client, settings):
-    token = mint_token(settings, "alice")
-    response = client.get(f"/api/stream?access_token={token}&status=running", buffered=False)
+def test_a_ticket_opens_one_stream_and_closing_it_unsubscribes(app, client, settings, tickets):
+    ticket = ticket_for(client, settings)
+    response = client.get(f"/api/stream?ticket={ticket}&status=running", buffered=False)
     assert response.status_code == 200 and response.mimetype == "text/event-stream"
     assert response.headers["Cache-Control"] == "no-cache, no-transform"
     first = next(iter(response.response))
@@ -75,6 +111,15 @@ def test_access_token_opens_the_stream_and_closing_it_unsubscribes(app, client, 
 
     response.close()  # what the server does when the browser goes away
     assert stream_broadcaster(app).stats()["clients"] == 0
+    # Used once: the same URL (say, copied from a request log) opens nothing.
+    again = client.get(f"/api/stream?ticket={ticket}&status=running")
+    assert again.status_code == 401 and "ticket" in again.get_json()["message"]
+
+
+def test_an_expired_ticket_opens_nothing(client, settings, tickets):
+    ticket = ticket_for(client, settings)
+    tickets[ticket]["expireAt"] = utcnow() - timedelta(seconds=1)
+    assert client.get(f"/api/stream?ticket={ticket}").status_code == 401
 
 
 def test_a_bearer_header_works_too(client, settings):
@@ -85,35 +130,37 @@ def test_a_bearer_header_works_too(client, settings):
     response.close()
 
 
-def test_only_the_stream_takes_a_token_in_the_query_string(client, settings):
+def test_no_route_takes_a_bearer_token_in_the_query_string(client, settings, tickets):
     token = mint_token(settings, "ops", "admin")
-    assert client.get(f"/api/jobs?access_token={token}").status_code == 401
-    assert client.get(f"/api/summary?access_token={token}").status_code == 401
+    for path in ("/api/jobs", "/api/summary", "/api/stream"):
+        assert client.get(f"{path}?access_token={token}").status_code == 401, path
+    # Nor does a ticket open anything but the stream.
+    assert client.get(f"/api/jobs?ticket={ticket_for(client, settings)}").status_code == 401
 
 
-def test_bad_filters_are_a_400(client, settings):
-    token = mint_token(settings, "alice")
-    response = client.get(f"/api/stream?access_token={token}&pipeline=nope")
+def test_bad_filters_are_a_400(client, settings, tickets):
+    response = client.get(f"/api/stream?ticket={ticket_for(client, settings)}&pipeline=nope")
     assert response.status_code == 400 and response.get_json()["error"] == "INVALID_INPUT"
 
 
-def test_the_token_reaches_no_span_and_no_log_line(client, settings, telemetry, caplog):
-    token = mint_token(settings, "alice")
+def test_the_ticket_reaches_no_span_and_no_log_line(client, settings, telemetry, tickets, caplog):
     caplog.set_level(logging.DEBUG)
-    ok = client.get(f"/api/stream?status=queued&access_token={token}", buffered=False)
+    ticket = ticket_for(client, settings)
+    ok = client.get(f"/api/stream?status=queued&ticket={ticket}", buffered=False)
     next(iter(ok.response))
     ok.close()
-    refused = client.get(f"/api/stream?access_token={token}x&accountId=acc-1")
-    assert refused.status_code == 401
+    unused = ticket_for(client, settings)
+    refused = client.get(f"/api/stream?ticket={unused}&accountId=acc-1&pipeline=nope")
+    assert refused.status_code == 400
 
     assert telemetry.span_exporter is not None
     spans = [s for s in telemetry.span_exporter.get_finished_spans() if s.name.endswith("/api/stream")]
     assert len(spans) == 2
     recorded = " ".join(str(value) for span in spans for value in (span.attributes or {}).values())
     assert "/api/stream?status=queued" in recorded  # the rest of the query is still there
-    assert token not in recorded and "access_token" not in recorded
+    assert ticket not in recorded and unused not in recorded and "ticket=" not in recorded
     logged = " ".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
-    assert "/api/stream" in logged and token not in logged
+    assert "/api/stream" in logged and ticket not in logged and unused not in logged
 
 
 # ---- the page ------------------------------------------------------------------------------------

@@ -133,11 +133,11 @@
   }
 
   // ---- the stream ---------------------------------------------------------------------------
-  function streamUrl(resumeFrom) {
+  function streamUrl(ticket, resumeFrom) {
     const params = new URLSearchParams();
     for (const [name, value] of Object.entries(filterParams())) params.set(name, value);
-    // EventSource cannot send headers: this endpoint alone takes the token in the query string.
-    params.set("access_token", state.token);
+    // EventSource cannot send headers: a one-time ticket, never the token, goes in the URL.
+    params.set("ticket", ticket);
     if (resumeFrom) params.set("lastEventId", resumeFrom);
     return `/api/stream?${params}`;
   }
@@ -147,10 +147,29 @@
     $("live").textContent = text;
   }
 
-  function connectStream(resumeFrom = null) {
+  let streamGeneration = 0;
+
+  // Opens the stream with a fresh ticket. Every (re)connection needs one, since a ticket opens one
+  // stream only: EventSource's own retry would reuse a spent ticket, so the page reconnects itself,
+  // passing the last event id it saw so the server replays what was missed.
+  async function connectStream(resumeFrom = null) {
+    const generation = ++streamGeneration;
     if (state.source) state.source.close();
+    state.source = null;
     setLive("connecting");
-    const source = new EventSource(streamUrl(resumeFrom));
+    let ticket;
+    try {
+      ticket = (await api("/api/stream/tickets", { method: "POST" })).ticket;
+    } catch (error) {
+      // 401 has signed out already; anything else (the API restarting, say): try again shortly.
+      if (state.token && generation === streamGeneration) {
+        setLive("closed", "offline");
+        setTimeout(() => generation === streamGeneration && connectStream(state.lastEventId), 5000);
+      }
+      return;
+    }
+    if (!state.token || generation !== streamGeneration) return; // signed out or superseded meanwhile
+    const source = new EventSource(streamUrl(ticket, resumeFrom));
     state.source = source;
     source.addEventListener("open", () => setLive("open", "live"));
     source.addEventListener("hello", (event) => onHello(JSON.parse(event.data)));
@@ -164,22 +183,9 @@
     });
     source.addEventListener("error", () => {
       if (source !== state.source) return;
-      if (source.readyState === EventSource.CLOSED) {
-        // A non-200 answer (401, 503) ends EventSource for good: check the token, then reopen,
-        // asking for the events after the last one seen.
-        setLive("closed", "offline");
-        setTimeout(async () => {
-          if (source !== state.source || !state.token) return;
-          try {
-            await api("/api/summary");
-            connectStream(state.lastEventId);
-          } catch (error) {
-            if (state.token) setTimeout(() => source === state.source && connectStream(state.lastEventId), 5000);
-          }
-        }, 3000);
-      } else {
-        setLive("reconnecting"); // EventSource retries by itself, sending Last-Event-ID
-      }
+      source.close();
+      setLive("reconnecting");
+      setTimeout(() => source === state.source && state.token && connectStream(state.lastEventId), 1000);
     });
   }
 
