@@ -255,11 +255,18 @@ class JobRepository:
             return False
         return True
 
-    def clear_suno_poll(self, job_id: str) -> None:
-        with contextlib.suppress(DocumentMissing):  # a deleted job has nothing left to poll
+    def clear_suno_poll(self, job_id: str, *, unchanged_since: datetime | None = None) -> bool:
+        """Remove the job's poll schedule; with ``unchanged_since`` (when the caller read the job),
+        only if nothing wrote the job since, e.g. a retry's worker arming a new schedule. False:
+        the job changed (or is gone), nothing was removed."""
+        option = self.db.write_option(last_update_time=unchanged_since) if unchanged_since else None
+        try:
             self.job_ref(job_id).update(
-                {"nextPollAt": firestore.DELETE_FIELD, "sunoPolls": firestore.DELETE_FIELD}
+                {"nextPollAt": firestore.DELETE_FIELD, "sunoPolls": firestore.DELETE_FIELD}, option=option
             )
+        except (FailedPrecondition, Conflict, DocumentMissing):  # changed, or deleted: nothing to poll
+            return False
+        return True
 
     def _commit_plan(self, transaction: firestore.Transaction, job_id: str, plan: Plan) -> None:
         transaction.update(self.job_ref(job_id), _camel_patch(plan.patch))

@@ -71,8 +71,9 @@ def poll_music_jobs(rt: Runtime, now: datetime | None = None) -> PollReport:
 def _poll_one(rt: Runtime, due: DueSunoPoll, now: datetime, outcomes: Counter[str]) -> str:
     job = due.job
     if job.status.is_terminal or job.pipeline != MUSIC_CLIPS.name or not job.suno_task_id:
-        rt.repo.clear_suno_poll(job.job_id)
-        return "cleared"
+        # Nothing to poll as read; but a retry's worker may have stored a new task and armed a new
+        # schedule since, which must stay.
+        return "cleared" if rt.repo.clear_suno_poll(job.job_id, unchanged_since=due.read_at) else "skipped"
     next_at = now + timedelta(seconds=poll_delay_seconds(rt.settings, due.polls + 1))
     if not rt.repo.claim_suno_poll(due, next_at):
         return "skipped"

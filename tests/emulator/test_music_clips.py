@@ -314,6 +314,25 @@ def test_a_callback_for_an_earlier_attempts_task_is_not_taken_for_the_retry(musi
     assert repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
 
+def test_the_poller_leaves_a_schedule_armed_after_it_read_the_job(music, mocker):
+    """The poller reads a retried job with no task id yet (nothing to poll), and before it acts the
+    retry's worker stores the new task and arms a new schedule: that schedule stays."""
+    job = waiting_job(music)
+    repo = music.rt.repo
+    repo.update_fields(job.job_id, suno_task_id=None)  # as a retry leaves it
+    [stale] = repo.find_due_suno_polls(repo.clock() + FAR_FUTURE, 10)
+    repo.update_fields(job.job_id, suno_task_id="task-of-the-retry")
+    repo.schedule_suno_poll(job.job_id, repo.clock() + timedelta(seconds=15), polls=0)
+    # The poller acts on what it read before those writes.
+    mocker.patch.object(repo, "find_due_suno_polls", return_value=[stale])
+
+    report = poll_music_jobs(music.rt, now=repo.clock() + FAR_FUTURE)
+    assert (report.due, report.cleared, report.skipped, report.polled) == (1, 0, 1, 0), report
+    mocker.stopall()
+    [armed] = repo.find_due_suno_polls(repo.clock() + FAR_FUTURE, 10)
+    assert armed.job.suno_task_id == "task-of-the-retry" and armed.polls == 0
+
+
 def waiting_job(music: MusicStack) -> Job:
     """A job whose Suno task never finishes and never calls back."""
     music.world.configure(suno={"callbacks_enabled": False, "result": "never"})
