@@ -12,7 +12,6 @@ Layout (every collection name carries ``settings.collection_prefix``):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator, Sequence
