@@ -173,6 +173,7 @@ class _World:
         self._published: dict[str, dict[str, str]] = {}
         self._tasks: dict[str, _SunoTask] = {}
         self._callbacks: Counter[str] = Counter()
+        self._callback_failures: Counter[str] = Counter()  # "HTTP 404", "ReadTimeout"...
 
     # --- control --------------------------------------------------------------------------
 
@@ -219,6 +220,7 @@ class _World:
                     for t in self._tasks.values()
                 },
                 "callbacks": dict(self._callbacks),
+                "callback_failures": dict(self._callback_failures),
             }
 
     # --- faults ---------------------------------------------------------------------------
@@ -350,14 +352,18 @@ class _World:
             with self._lock:
                 self._callbacks["refused"] += 1
             return
+        failure = None
         try:
             answer = requests.post(task.callback_url, json=body, timeout=_CALLBACK_TIMEOUT_SECONDS)
-            delivered = answer.ok
-        except requests.RequestException:
-            delivered = False
+            if not answer.ok:
+                failure = f"HTTP {answer.status_code}"
+        except requests.RequestException as exc:
+            failure = type(exc).__name__
         with self._lock:
-            self._callbacks["sent" if delivered else "failed"] += 1
-            if delivered:
+            self._callbacks["failed" if failure else "sent"] += 1
+            if failure:
+                self._callback_failures[failure] += 1
+            else:
                 task.callbacks_sent += 1
 
 

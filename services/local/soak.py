@@ -856,6 +856,7 @@ def reconcile(
             "suno_windows": faults.suno_windows,
             "fake_world_failures_injected": observed.fake_world.get("failures_injected", {}),
             "fake_world_callbacks": observed.fake_world.get("callbacks", {}),
+            "fake_world_callback_failures": observed.fake_world.get("callback_failures", {}),
         },
     }
 

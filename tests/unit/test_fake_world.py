@@ -146,3 +146,25 @@ def test_runs_standalone_until_terminated() -> None:
         process.stdout.close()  # type: ignore[union-attr]
 
     assert returncode == 0
+
+
+def test_a_callback_the_receiver_refuses_is_counted_with_its_reason(world: FakeWorld) -> None:
+    world.configure(suno={"callback_delay_s": 0.0})
+    requests.post(
+        f"{world.url}/suno/api/v1/generate",
+        json={
+            "prompt": "p",
+            "customMode": False,
+            "instrumental": False,
+            "callBackUrl": f"{world.url}/nowhere",
+        },
+        headers={"Authorization": "Bearer any"},
+        timeout=5,
+    ).raise_for_status()
+
+    deadline = time.monotonic() + 5
+    while world.stats()["callbacks"] == {} and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert world.stats()["callbacks"] == {"failed": 1}
+    assert world.stats()["callback_failures"] == {"HTTP 404": 1}
