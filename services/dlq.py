@@ -82,9 +82,11 @@ def record_dead_letter(rt: Runtime, envelope: PushEnvelope) -> DeadLetterRecord:
     spec = get_pipeline(job.pipeline)
     reason = f"dead-lettered from {source} after {attempts or 'max'} delivery attempts"
     # A job already finished (cancelled meanwhile, say) stays as it is: the execution record is
-    # what matters then.
+    # what matters then. Pub/Sub may deliver the dead letter twice; only the delivery whose write
+    # failed the job counts it, so worker_dlq_total equals the dead-lettered jobs.
+    applied = False
     with contextlib.suppress(TransitionConflict):
-        rt.repo.transition(
+        applied = rt.repo.transition(
             job.job_id,
             Transition(
                 spec.failed.name,
@@ -92,8 +94,9 @@ def record_dead_letter(rt: Runtime, envelope: PushEnvelope) -> DeadLetterRecord:
                 message=reason,
                 error=JobError(code="DEAD_LETTERED", message=reason, retryable=True),
             ),
-        )
-    get_metrics().dead_lettered(job.pipeline)
-    with bind_job(job):
-        log.error("job %s dead-lettered: %s", job.job_id, reason)
+        ).applied
+    if applied:
+        get_metrics().dead_lettered(job.pipeline)
+        with bind_job(job):
+            log.error("job %s dead-lettered: %s", job.job_id, reason)
     return DeadLetterRecord(job.job_id, execution_id, "RECORDED")

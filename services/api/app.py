@@ -42,8 +42,10 @@ def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Bl
     _register_error_handlers(app)
     _register_access_log(app)
 
-    from services.telemetry import instrument_flask
+    from services.telemetry import add_metrics_route, instrument_flask
 
+    if rt.settings.metrics_exporter == "prometheus":
+        add_metrics_route(app)  # as every other entry point (services/http.py)
     instrument_flask(app)
     return app
 

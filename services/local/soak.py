@@ -453,7 +453,8 @@ class Observed:
     events: dict[str, list[JobEvent]]
     suno_tasks: dict[str, dict[str, Any]]  # fake Suno: task id -> {status, callbacks_sent}
     worker_metrics: dict[str, dict[Labels, float]]  # summed over the worker's lives
-    intake_metrics: dict[str, dict[Labels, float]]
+    intake_metrics: dict[str, dict[Labels, float]]  # video jobs start at the webhook intake
+    api_metrics: dict[str, dict[Labels, float]]  # Music Clips jobs start at the API
     dlq_metrics: dict[str, dict[Labels, float]]
     fake_world: dict[str, Any] = field(default_factory=dict)
     never_jobs_timed_out_by: str = "none needed"
@@ -730,16 +731,17 @@ def reconcile(
                 },
             )
         )
-    video_jobs = sum(j.pipeline == VIDEO for j in observed.jobs)
-    started = int(counter_total(observed.intake_metrics, "jobs_started_total", pipeline=VIDEO))
-    checks.append(
-        Check(
-            name="jobs_started_total{pipeline=video} == video jobs in Firestore",
-            ok=started == video_jobs,
-            count=abs(started - video_jobs),
-            detail={"metric": started, "firestore": video_jobs},
+    for pipeline, where in ((VIDEO, observed.intake_metrics), (MUSIC, observed.api_metrics)):
+        in_firestore = sum(j.pipeline == pipeline for j in observed.jobs)
+        started = int(counter_total(where, "jobs_started_total", pipeline=pipeline))
+        checks.append(
+            Check(
+                name=f"jobs_started_total{{pipeline={pipeline}}} == {pipeline} jobs in Firestore",
+                ok=started == in_firestore,
+                count=abs(started - in_firestore),
+                detail={"metric": started, "firestore": in_firestore},
+            )
         )
-    )
     dlq_metric = int(counter_total(observed.dlq_metrics, "worker_dlq_total"))
     checks.append(
         Check(
@@ -954,8 +956,9 @@ def observe(rt: Runtime, stack: LocalStack, chaos: Chaos, timed_out_by: str) -> 
         suno_tasks=dict(world["suno_tasks"]),
         worker_metrics=worker,
         intake_metrics=scrape_counters(stack.url("webhook_intake")),
+        api_metrics=scrape_counters(stack.url("api")),
         dlq_metrics=scrape_counters(stack.url("dlq_analyzer")),
-        fake_world={k: world[k] for k in ("failures_injected", "callbacks")},
+        fake_world={k: world[k] for k in ("failures_injected", "callbacks", "callback_failures")},
         never_jobs_timed_out_by=timed_out_by,
     )
 

@@ -27,6 +27,7 @@ from services.music_clips.config import suno_callback_url
 from services.pipelines.music_clips import CALLBACK_URL_MESSAGE, CALLBACK_URL_NOT_CONFIGURED, MUSIC_CLIPS
 from services.publishing import publish_job
 from services.runtime import Runtime
+from services.telemetry import get_metrics
 from services.telemetry.logging import bind_job, get_logger
 
 log = get_logger(__name__)
@@ -117,6 +118,8 @@ def run_once(
         },
     )
     job, created = rt.repo.create_job(new, actor=actor or f"user:{user_id}")
+    if created:
+        get_metrics().job_started(job.pipeline)
     with bind_job(job):
         if not created:
             if job.queued_message_id is None and not job.status.is_terminal:

@@ -176,7 +176,8 @@ class Metrics:
         self._action_duration.record(max(0.0, float(duration_s)), labels)
 
     def dead_lettered(self, workflow_id: str) -> None:
-        """A message reached the dead-letter topic; its failed attempts were counted by the worker."""
+        """A job was dead-lettered (counted once, by the DLQ analyzer's write that failed it); its
+        failed attempts were counted by the worker."""
         self._dlq.add(1, {"workflow_id": workflow_id})
 
     def job_started(self, pipeline: str) -> None:

@@ -255,3 +255,39 @@ def test_overlapping_attempts_count_the_job_finished_once(stack, world, mocker):
     assert repo.get_job(job.job_id).status is JobStatus.SUCCEEDED
     assert len(repo.list_executions(job.job_id)) == 2
     metrics.job_finished.assert_called_once_with("video", JobStatus.SUCCEEDED)
+
+
+def test_a_dead_letter_delivered_twice_fails_the_job_and_counts_once(stack, mocker):
+    repo = stack.rt.repo
+    job, _ = repo.create_job(
+        JobCreate(
+            pipeline="video",
+            account_id="acc-7",
+            scenario_id="scn-2",
+            source_id="dlq-twice",
+            user_id="user-1",
+            input={"videoUrl": "https://videos.example/d.mp4"},
+        )
+    )
+    metrics = mocker.patch("services.dlq.get_metrics").return_value
+    message = JobMessage(job_id=job.job_id, pipeline="video", trace_id=job.trace_id)
+    dead_letter = {
+        "message": {
+            "data": base64.b64encode(message.encode()).decode(),
+            "attributes": {
+                **message.attributes(),
+                "CloudPubSubDeadLetterSourceSubscription": "video-worker",
+                "CloudPubSubDeadLetterSourceDeliveryCount": "5",
+            },
+            "messageId": "dead-1",
+        },
+        "subscription": "projects/x/subscriptions/video-jobs-dlq-analyzer",
+    }
+    answers = [requests.post(stack.dlq_url, json=dead_letter, timeout=10) for _ in range(2)]
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.json()["outcome"] for a in answers] == ["RECORDED", "RECORDED"]
+    failed = repo.get_job(job.job_id)
+    assert failed.status is JobStatus.FAILED and failed.error.code == "DEAD_LETTERED"
+    assert [e.to_stage for e in repo.list_events(job.job_id)] == ["received", "failed"]
+    metrics.dead_lettered.assert_called_once_with("video")

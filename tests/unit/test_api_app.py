@@ -191,3 +191,18 @@ def test_the_functions_framework_target_serves_the_app():
     refused = target.get("/api/jobs")
     assert refused.status_code == 401 and refused.get_json()["error"] == "UNAUTHORIZED"
     assert target.delete("/api/jobs/x").status_code == 401
+
+
+def test_with_the_prometheus_exporter_the_api_answers_scrapes(settings):
+    """Like every other entry point: Music Clips jobs start here, so jobs_started_total is here."""
+    from services.telemetry import Telemetry, get_metrics
+
+    scraped = settings.model_copy(update={"metrics_exporter": "prometheus"})
+    telemetry = Telemetry.create(scraped)
+    with telemetry.activated():
+        get_metrics().job_started("music_clips")
+        response = create_app(Runtime(scraped, Clients(scraped))).test_client().get("/metrics")
+    telemetry.shutdown()
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    assert 'jobs_started_total{pipeline="music_clips"} 1.0' in response.get_data(as_text=True)
+    assert create_app(Runtime(settings, Clients(settings))).test_client().get("/metrics").status_code == 404

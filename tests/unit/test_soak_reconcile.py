@@ -153,6 +153,7 @@ def world() -> tuple[list[Submission], Observed, FaultLog]:
         },
         worker_metrics=series(worker_success_total=3, worker_failure_total=5, jobs_finished_total=1),
         intake_metrics={"jobs_started_total": {(("pipeline", "video"),): 2.0}},
+        api_metrics={"jobs_started_total": {(("pipeline", "music_clips"),): 2.0}},
         dlq_metrics=series(worker_dlq_total=1),
     )
     faults = FaultLog(
@@ -298,3 +299,11 @@ def test_executions_are_filed_as_the_worker_counts_them(status, last_error, retr
     job = world()[1].jobs[0]
     record = execution(job, 1, status, last_error=last_error, retryable=retryable)
     assert worker_counted_success(record) is success
+
+
+def test_a_music_job_the_api_did_not_count_as_started_is_a_gap():
+    submissions, observed, faults = world()
+    observed.api_metrics = {"jobs_started_total": {(("pipeline", "music_clips"),): 1.0}}
+    assert failed_checks(reconcile(submissions, observed, faults, PLAN)) == [
+        "jobs_started_total{pipeline=music_clips} == music_clips jobs in Firestore"
+    ]
