@@ -101,7 +101,9 @@ def classify(exc: BaseException) -> tuple[str, bool]:
         return exc.code, True
     if isinstance(exc, FutureTimeout | TimeoutError):
         return "HANDLER_TIMEOUT", True
-    if isinstance(exc, INFRASTRUCTURE_ERRORS):
+    if isinstance(exc, INFRASTRUCTURE_ERRORS) or isinstance(exc.__cause__, INFRASTRUCTURE_ERRORS):
+        # The second: the Firestore client gives up on a contended transaction with a ValueError
+        # raised from the last Aborted.
         return "DEPENDENCY_UNAVAILABLE", True
     return "UNEXPECTED_ERROR", True
 
