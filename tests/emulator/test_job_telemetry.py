@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -89,24 +90,39 @@ def test_every_line_of_a_job_carries_its_trace_and_no_secret(stack, world, telem
 def test_webhook_and_worker_stages_are_one_trace_across_pubsub(stack, world, telemetry):
     job_id = run_one_job(stack, world)
     job = stack.rt.repo.get_job(job_id)
-    spans = telemetry.span_exporter.get_finished_spans()
-    of_trace = [s for s in spans if f"{s.context.trace_id:032x}" == job.otel_trace_id]
-    names = [s.name for s in of_trace]
+
+    def of_trace() -> list[Any] | None:
+        spans = telemetry.span_exporter.get_finished_spans()
+        mine = [s for s in spans if f"{s.context.trace_id:032x}" == job.otel_trace_id]
+        # The finishing attempt's span ends after the job's last stage is committed.
+        return mine if sum(s.name.startswith("worker ") for s in mine) == 2 else None
+
+    # Two worker spans: the failed attempt and the retry, and no more.
+    spans = wait_for(of_trace, timeout=10, what="both worker attempts' spans to end")
+    assert spans is not None  # wait_for returns only a truthy probe
+    names = [s.name for s in spans]
     assert "POST webhook_intake" in names
     assert any(n.startswith("publish ") for n in names)
-    assert sum(n.startswith("worker ") for n in names) == 2  # the failed attempt and the retry
     for stage in ("stage download", "stage process", "stage publish"):
         assert stage in names, names
     # the outside calls are children in the same trace too (requests instrumentation)
-    assert any(s.name.startswith("POST") and s.name != "POST webhook_intake" for s in of_trace), names
+    assert any(s.name.startswith("POST") and s.name != "POST webhook_intake" for s in spans), names
 
 
 def test_worker_serves_prometheus_metrics_of_its_attempts(stack, world, telemetry):
     run_one_job(stack, world)
-    response = requests.get(f"{stack.worker_url}/metrics", timeout=10)
-    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
-    families = {f.name: f for f in text_string_to_metric_families(response.text)}
-    samples = {(s.name, s.labels.get("workflow_id")): s.value for f in families.values() for s in f.samples}
+
+    def scrape() -> dict[tuple[str, str | None], float] | None:
+        response = requests.get(f"{stack.worker_url}/metrics", timeout=10)
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+        families = text_string_to_metric_families(response.text)
+        samples = {(s.name, s.labels.get("workflow_id")): s.value for f in families for s in f.samples}
+        # The attempt is counted after its execution record is closed, which is after the job's
+        # last stage was committed: the job can read finished a moment before the count.
+        return samples if ("worker_success_total", "video") in samples else None
+
+    samples = wait_for(scrape, timeout=10, what="the finishing attempt to be counted")
+    assert samples is not None  # wait_for returns only a truthy probe
     assert samples[("worker_success_total", "video")] == 1
     assert samples[("worker_failure_total", "video")] == 1
     assert samples[("worker_action_duration_seconds_count", "video")] == 2
