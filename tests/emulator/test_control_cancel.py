@@ -8,7 +8,7 @@ from services.api import create_app
 from services.auth import mint_token
 from services.jobs.models import ExecutionStatus
 from services.pipelines.spec import JobStatus
-from tests.emulator.test_video_pipeline import finished, post_webhook, webhook_body
+from tests.emulator.test_video_pipeline import finished, post_webhook, settled, webhook_body
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.emulator
@@ -31,7 +31,7 @@ def test_cancel_mid_pipeline_stops_at_the_next_stage_boundary(stack, world):
     assert response.status_code == 202, response.get_json()  # inside a stage: stops at its end
     assert response.get_json()["cancelRequested"] is True and response.get_json()["status"] == "running"
 
-    job = wait_for(finished(repo, job_id), what="the job to stop")
+    job = wait_for(settled(repo, job_id), what="the job to stop")
     assert job.status is JobStatus.CANCELLED and job.stage == "cancelled"
     stages = [e.to_stage for e in repo.list_events(job_id)]
     assert stages == ["received", "downloading", "downloaded", "processing", "processed", "cancelled"]

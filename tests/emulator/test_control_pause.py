@@ -112,6 +112,8 @@ def test_a_paused_queue_processes_nothing_until_resumed_then_everything(counted_
     jobs = [wait_for(finished(rt.repo, j), timeout=60, what=f"job {j} to finish") for j in job_ids]
     assert all(j.status is JobStatus.SUCCEEDED for j in jobs), [(j.stage, j.error) for j in jobs]
     assert all(len(rt.repo.list_executions(j)) == 1 for j in job_ids)
+    # A delivery is counted when the worker answers, just after the job's last commit.
+    wait_for(lambda: len(counted_stack.deliveries) >= 3, what="the last delivery to be answered")
     assert counted_stack.deliveries == ["DONE"] * 3  # one delivery each: none was spent while paused
     actions = [(r.action, r.result) for r in rt.repo.find_audit(QuerySpec())]
     assert sorted(actions) == [

@@ -57,13 +57,27 @@ def finished(repo, job_id):
     return lambda: (job := repo.get_job(job_id)).status.is_terminal and job
 
 
+def settled(repo, job_id):
+    """The job once it is finished and every attempt's execution record is closed: the worker
+    closes the record just after committing the job's last stage, so a test that reads execution
+    statuses waits for both."""
+
+    def probe():
+        job = repo.get_job(job_id)
+        executions = repo.list_executions(job_id)
+        closed = all(e.status is not ExecutionStatus.IN_PROGRESS for e in executions)
+        return job.status.is_terminal and closed and job
+
+    return probe
+
+
 def test_webhook_drives_job_to_published_with_one_execution(stack, world):
     response = post_webhook(stack, webhook_body(source_id="src-1"))
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["traceId"] == "acc-7-scn-2-src-1" and body["stage"] == "received"
     repo = stack.rt.repo
-    job = wait_for(finished(repo, body["jobId"]), what="job to finish")
+    job = wait_for(settled(repo, body["jobId"]), what="job to finish")
     assert job.status is JobStatus.SUCCEEDED, job.error
     assert job.result["mediaContainerId"] and job.cost.total > 0
     assert [e.to_stage for e in repo.list_events(job.job_id)] == [s.name for s in VIDEO.stages]
@@ -76,7 +90,7 @@ def test_webhook_drives_job_to_published_with_one_execution(stack, world):
 def test_retryable_failure_is_retried_with_one_execution_per_attempt(stack, world):
     world.configure(instagram={"fail_next_n": 3})  # one whole attempt: the client tries 3 times
     response = post_webhook(stack, webhook_body())
-    job = wait_for(finished(stack.rt.repo, response.json()["jobId"]), timeout=60, what="job to finish")
+    job = wait_for(settled(stack.rt.repo, response.json()["jobId"]), timeout=60, what="job to finish")
     assert job.status is JobStatus.SUCCEEDED
     executions = stack.rt.repo.list_executions(job.job_id)
     assert [e.attempt for e in executions] == [1, 2]
@@ -90,7 +104,7 @@ def test_retryable_failure_is_retried_with_one_execution_per_attempt(stack, worl
 def test_non_retryable_failure_fails_the_job_without_retry(stack, world):
     world.configure(processor={"permanent_failure": True})
     response = post_webhook(stack, webhook_body())
-    job = wait_for(finished(stack.rt.repo, response.json()["jobId"]), what="job to fail")
+    job = wait_for(settled(stack.rt.repo, response.json()["jobId"]), what="job to fail")
     assert job.status is JobStatus.FAILED and job.error.stage == "processing" and not job.error.retryable
     [execution] = stack.rt.repo.list_executions(job.job_id)
     assert execution.status is ExecutionStatus.FAIL and execution.retryable is False
