@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import re
-
 from services.api.queries import JobListQuery, job_cursor, plan_job_list
 from services.api.routing import ApiBlueprint, Call
 from services.api.schemas import ExecutionView, JobDetail, JobExecutions, JobPage, JobView, Timeline
 from services.auth import visible
 from services.control import cancel_job, retry_job
 from services.errors import Forbidden, JobNotFound
-from services.jobs.models import JOB_ID_PATTERN, Job
+from services.jobs.models import JOB_ID_PATTERN, Job, is_job_id
 from services.pipelines.spec import JobStatus
 
 bp = ApiBlueprint("jobs", __name__)
 
-_ID = re.compile(JOB_ID_PATTERN)
 JOB_ID_SCHEMA = {"type": "string", "pattern": JOB_ID_PATTERN}
 
 
 def load_job(call: Call, job_id: str) -> Job:
     """The job if the caller may see it. A malformed id, a missing job and someone else's job all
     answer the same 404, so nobody learns which jobs exist."""
-    if not _ID.match(job_id):
+    if not is_job_id(job_id):
         raise JobNotFound(f"Job {job_id[:128]} not found")
     return visible(call.principal, call.rt.repo.get_job(job_id))
 

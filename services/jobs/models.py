@@ -18,13 +18,15 @@ from pydantic.alias_generators import to_camel
 
 from services.pipelines.spec import JobStatus
 
-# Ids travel in URLs, log labels and Pub/Sub attributes: keep them printable and bounded.
-_ID_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
-
-
-# Every job id the API and the callbacks accept (new_job_id's ids and imported ones); anything else
-# is answered like a missing job without reaching Firestore.
+# Ids travel in URLs, log labels and Pub/Sub attributes: keep them printable and bounded. The same
+# shape for a job's id parts (account, scenario, source) and for the job ids the API and the
+# callbacks accept; anything else is answered like a missing job without reaching Firestore.
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+_ID_PART = re.compile(JOB_ID_PATTERN)
+
+
+def is_job_id(value: str) -> bool:
+    return _ID_PART.match(value) is not None
 
 
 class CamelModel(BaseModel):

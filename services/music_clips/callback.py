@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 
 import flask
 
 from services.errors import InvalidInput, JobNotFound, Unauthorized
 from services.external.suno import parse_callback
 from services.http import json_response, read_body, with_errors
-from services.jobs.models import JOB_ID_PATTERN, Job
+from services.jobs.models import Job, is_job_id
 from services.music_clips.config import CALLBACK_ATTEMPT_PARAM, CALLBACK_AUTH_PARAM, CALLBACK_JOB_PARAM
 from services.music_clips.service import apply_suno_result
 from services.pipelines.music_clips import MUSIC_CLIPS
@@ -32,7 +31,6 @@ from services.telemetry.logging import bind_job, bind_labels, get_logger
 log = get_logger(__name__)
 
 _TASK_ID_LOG_LIMIT = 100
-_JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
 def verify_callback_token(rt: Runtime, request: flask.Request) -> None:
@@ -53,7 +51,7 @@ def waiting_job(rt: Runtime, request: flask.Request, task_id: str) -> Job | None
     job = rt.repo.find_job_by_suno_task(task_id)
     if job is None:
         job_id = request.args.get(CALLBACK_JOB_PARAM, "")
-        if not _JOB_ID.match(job_id):
+        if not is_job_id(job_id):
             return None
         try:
             job = rt.repo.get_job(job_id)

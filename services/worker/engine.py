@@ -231,8 +231,7 @@ class Worker:
         spec = get_pipeline(job.pipeline)
         started = time.monotonic()
         outcome = self._run_attempt(spec, job, execution)
-        metrics = get_metrics()
-        metrics.record_execution(
+        get_metrics().record_execution(
             job.pipeline,
             "failure" if outcome.reason in ("RETRY", "FAILED", "CONFLICT") else "success",
             time.monotonic() - started,
