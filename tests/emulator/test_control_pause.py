@@ -6,7 +6,6 @@ Same pipeline as the ``stack`` fixture, but the worker counts the deliveries it 
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -23,12 +22,11 @@ from services.auth import mint_token
 from services.intake import handle_webhook
 from services.jobs.repository import QuerySpec
 from services.local.serve import BackgroundServer, function_app
-from services.messages import JobMessage
 from services.pipelines.spec import JobStatus
 from services.runtime import Runtime
 from services.worker.http import handle_dead_letter, handle_push
 from tests.emulator.conftest import TEST_BACKOFF
-from tests.emulator.test_video_pipeline import finished, post_webhook, webhook_body
+from tests.emulator.test_video_pipeline import finished, post_webhook, push_body, webhook_body
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.emulator
@@ -140,15 +138,7 @@ def test_the_worker_still_refuses_work_while_the_flag_is_set(counted_stack, worl
     rt = counted_stack.rt
     rt.repo.set_queue_paused(QUEUE, True, actor="test")
     job_id = post_webhook(counted_stack, webhook_body()).json()["jobId"]
-    message = JobMessage(job_id=job_id, pipeline="video", trace_id=rt.repo.get_job(job_id).trace_id)
-    envelope = {
-        "message": {
-            "data": base64.b64encode(message.encode()).decode(),
-            "messageId": "direct-1",
-            "attributes": message.attributes(),
-        },
-        "subscription": f"projects/p/subscriptions/{rt.settings.topic_prefix}{QUEUE}",
-    }
+    envelope = push_body(rt.repo.get_job(job_id), "direct-1", f"{rt.settings.topic_prefix}{QUEUE}")
     response = requests.post(counted_stack.worker_url, json=envelope, timeout=10)
     assert response.status_code == 503 and response.json()["reason"] == "QUEUE_PAUSED"
     assert rt.repo.list_executions(job_id) == [] and world.stats()["calls"] == {}

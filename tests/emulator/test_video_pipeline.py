@@ -7,6 +7,7 @@ import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import requests
@@ -14,7 +15,7 @@ import requests
 from infra import emulators as emu
 from services.control import retry_job
 from services.intake import SIGNATURE_HEADER, sign
-from services.jobs.models import ExecutionStatus, JobCreate
+from services.jobs.models import ExecutionStatus, Job, JobCreate
 from services.jobs.state_machine import Transition
 from services.messages import JobMessage, PushEnvelope
 from services.pipelines.spec import JobStatus
@@ -51,6 +52,39 @@ def post_webhook(stack, body: bytes, secret: str | None = None) -> requests.Resp
         timeout=10,
         headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body)},
     )
+
+
+def queued_video_job(repo, source_id: str, **input: str) -> Job:
+    """A video job created straight in Firestore (no webhook, no message): the test delivers."""
+    job, _ = repo.create_job(
+        JobCreate(
+            pipeline="video",
+            account_id="acc-7",
+            scenario_id="scn-2",
+            source_id=source_id,
+            user_id="user-1",
+            input={"videoUrl": f"https://videos.example/{source_id}.mp4", **input},
+        )
+    )
+    return job
+
+
+def push_body(
+    job: Job, message_id: str, subscription: str, *, delivery_attempt: int | None = None, **attributes: str
+) -> dict[str, Any]:
+    """What Pub/Sub POSTs for ``job``'s work message (``attributes``: extra ones, e.g. dead-letter)."""
+    message = JobMessage(job_id=job.job_id, pipeline=job.pipeline, trace_id=job.trace_id)
+    body: dict[str, Any] = {
+        "message": {
+            "data": base64.b64encode(message.encode()).decode(),
+            "attributes": {**message.attributes(), **attributes},
+            "messageId": message_id,
+        },
+        "subscription": f"projects/x/subscriptions/{subscription}",
+    }
+    if delivery_attempt is not None:
+        body["deliveryAttempt"] = delivery_attempt
+    return body
 
 
 def finished(repo, job_id):
@@ -147,18 +181,7 @@ def test_duplicate_pubsub_delivery_changes_nothing_twice(stack, world):
     [execution] = stack.rt.repo.list_executions(job.job_id)
     events_before = stack.rt.repo.list_events(job.job_id)
     # Pub/Sub delivers the same message again, as at-least-once delivery allows.
-    from services.messages import JobMessage
-
-    message = JobMessage(job_id=job.job_id, pipeline="video", trace_id=job.trace_id)
-    envelope = {
-        "message": {
-            "data": __import__("base64").b64encode(message.encode()).decode(),
-            "attributes": message.attributes(),
-            "messageId": execution.message_id,
-        },
-        "subscription": f"projects/x/subscriptions/{execution.subscription}",
-        "deliveryAttempt": 1,
-    }
+    envelope = push_body(job, execution.message_id, execution.subscription, delivery_attempt=1)
     again = requests.post(stack.worker_url, json=envelope, timeout=10)
     assert again.status_code == 200 and again.json()["reason"] == "DUPLICATE"
     envelope["deliveryAttempt"] = 2
@@ -190,19 +213,7 @@ def test_worker_nacks_while_firestore_is_down_and_no_job_is_lost(stack, world, e
     world.configure(processor={"latency_ms": 1500})
     running = [post_webhook(stack, webhook_body()).json()["jobId"] for _ in range(3)]
     # ...and these are queued while it is away, so their deliveries meet a dead Firestore first.
-    waiting = [
-        repo.create_job(
-            JobCreate(
-                pipeline="video",
-                account_id="acc-7",
-                scenario_id="scn-2",
-                source_id=f"w{i}",
-                user_id="user-1",
-                input={"videoUrl": "https://videos.example/w.mp4"},
-            )
-        )[0]
-        for i in range(3)
-    ]
+    waiting = [queued_video_job(repo, f"w{i}") for i in range(3)]
     wait_for(lambda: world.stats()["calls"].get("processor.process", 0) >= 1, what="processing to start")
     emu.freeze(emulator_hosts["firestore"])
     try:
@@ -228,16 +239,7 @@ def test_overlapping_attempts_count_the_job_finished_once(stack, world, mocker):
     """An attempt past its delivery deadline and its redelivery both publish the same job; only the
     one whose write reached ``published`` counts it in jobs_finished_total."""
     repo = stack.rt.repo
-    job, _ = repo.create_job(
-        JobCreate(
-            pipeline="video",
-            account_id="acc-7",
-            scenario_id="scn-2",
-            source_id="overlap",
-            user_id="user-1",
-            input={"videoUrl": "https://videos.example/o.mp4", "caption": "c"},
-        )
-    )
+    job = queued_video_job(repo, "overlap", caption="c")
     for stage in ("downloading", "downloaded", "processing"):
         repo.transition(job.job_id, Transition(stage, actor="worker"))
     repo.transition(
@@ -246,22 +248,10 @@ def test_overlapping_attempts_count_the_job_finished_once(stack, world, mocker):
     # Publishing is slow, so both attempts are inside it at once.
     world.configure(instagram={"latency_ms": 1500})
     metrics = mocker.patch("services.worker.engine.get_metrics").return_value
-    message = JobMessage(job_id=job.job_id, pipeline="video", trace_id=job.trace_id)
 
     def deliver(attempt: int):
-        return stack.rt.worker.handle(
-            PushEnvelope.model_validate(
-                {
-                    "message": {
-                        "data": base64.b64encode(message.encode()).decode(),
-                        "attributes": message.attributes(),
-                        "messageId": "overlap-1",
-                    },
-                    "subscription": "projects/x/subscriptions/video-worker",
-                    "deliveryAttempt": attempt,
-                }
-            )
-        )
+        envelope = push_body(job, "overlap-1", "video-worker", delivery_attempt=attempt)
+        return stack.rt.worker.handle(PushEnvelope.model_validate(envelope))
 
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(deliver, (1, 2)))
@@ -273,30 +263,15 @@ def test_overlapping_attempts_count_the_job_finished_once(stack, world, mocker):
 
 def test_a_dead_letter_delivered_twice_fails_the_job_and_counts_once(stack, mocker):
     repo = stack.rt.repo
-    job, _ = repo.create_job(
-        JobCreate(
-            pipeline="video",
-            account_id="acc-7",
-            scenario_id="scn-2",
-            source_id="dlq-twice",
-            user_id="user-1",
-            input={"videoUrl": "https://videos.example/d.mp4"},
-        )
-    )
+    job = queued_video_job(repo, "dlq-twice")
     metrics = mocker.patch("services.dlq.get_metrics").return_value
-    message = JobMessage(job_id=job.job_id, pipeline="video", trace_id=job.trace_id)
-    dead_letter = {
-        "message": {
-            "data": base64.b64encode(message.encode()).decode(),
-            "attributes": {
-                **message.attributes(),
-                "CloudPubSubDeadLetterSourceSubscription": "video-worker",
-                "CloudPubSubDeadLetterSourceDeliveryCount": "5",
-            },
-            "messageId": "dead-1",
-        },
-        "subscription": "projects/x/subscriptions/video-jobs-dlq-analyzer",
-    }
+    dead_letter = push_body(
+        job,
+        "dead-1",
+        "video-jobs-dlq-analyzer",
+        CloudPubSubDeadLetterSourceSubscription="video-worker",
+        CloudPubSubDeadLetterSourceDeliveryCount="5",
+    )
     answers = [requests.post(stack.dlq_url, json=dead_letter, timeout=10) for _ in range(2)]
 
     assert [a.status_code for a in answers] == [200, 200]
