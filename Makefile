@@ -22,13 +22,13 @@ unit: setup
 	$(PY) -m pytest -q tests/unit
 
 lint: setup
-	$(PY) -m ruff check services functions infra tests bench
-	$(PY) -m ruff format --check services functions infra tests bench
+	$(PY) -m ruff check services functions infra devtools tests bench
+	$(PY) -m ruff format --check services functions infra devtools tests bench
 	$(PY) -m mypy
 
 ## The whole local stack: emulators, fakes, functions, worker, dashboard, demo traffic.
 stack: setup
-	$(PY) -m services.local.stack $(ARGS)
+	$(PY) -m devtools.local.stack $(ARGS)
 
 bench: setup
 	$(PY) -m bench.run
@@ -38,7 +38,7 @@ bench: setup
 SOAK_JOBS    ?= 10000
 SOAK_MINUTES ?= 45
 soak: setup
-	$(PY) -m services.local.soak --jobs $(SOAK_JOBS) --minutes $(SOAK_MINUTES) --output bench/results/soak.json $(ARGS)
+	$(PY) -m devtools.local.soak --jobs $(SOAK_JOBS) --minutes $(SOAK_MINUTES) --output bench/results/soak.json $(ARGS)
 
 ## The fuzzers' long run: the tests CI runs with a few dozen examples each, with thousands.
 fuzz: setup

@@ -40,13 +40,13 @@ import grpc
 import requests
 from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined]
 
+from devtools.fakes.world import FakeWorld
+from devtools.local.serve import BackgroundServer, function_app
 from infra import emulators as emu
 from infra.bootstrap import bootstrap
 from services.clients import Clients
-from services.fakes.world import FakeWorld
 from services.intake import SIGNATURE_HEADER, handle_webhook, sign
 from services.jobs.models import Job, JobCreate
-from services.local.serve import BackgroundServer, function_app
 from services.messages import PushEnvelope
 from services.music_clips import poller
 from services.music_clips.callback import handle_suno_callback

@@ -20,12 +20,12 @@ from typing import Any
 import click
 import requests
 
+from devtools.local.serve import BackgroundServer, function_app
 from infra import emulators as emu
 from infra.bootstrap import bootstrap
 from services.clients import Clients
 from services.intake import SIGNATURE_HEADER, handle_webhook, sign
 from services.jobs.models import JobCreate
-from services.local.serve import BackgroundServer, function_app
 from services.messages import JobMessage, PushEnvelope
 from services.pipelines.registry import register_pipeline
 from services.pipelines.spec import PipelineSpec

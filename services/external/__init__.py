@@ -2,5 +2,5 @@
 
 Each is small, built from ``Settings`` (and optionally a ``requests.Session``), does no I/O until
 called, and raises only ``resilience.ExternalError`` subclasses. Tests and the local stack point
-them at ``services.fakes.world``.
+them at ``devtools.fakes.world``.
 """

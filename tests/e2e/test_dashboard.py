@@ -17,9 +17,9 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from devtools.local.stack import LocalStack, running_stack
 from services.auth import mint_token
 from services.intake import SIGNATURE_HEADER, sign
-from services.local.stack import LocalStack, running_stack
 from services.settings import Settings
 
 pytestmark = pytest.mark.e2e

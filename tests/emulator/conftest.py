@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from devtools.fakes.world import FakeWorld
+from devtools.local.serve import BackgroundServer, function_app
 from infra.bootstrap import bootstrap
 from infra.topology import RetryPolicy
 from services.clients import Clients
-from services.fakes.world import FakeWorld
 from services.intake import handle_webhook
-from services.local.serve import BackgroundServer, function_app
 from services.runtime import Runtime
 from services.settings import Settings
 from services.worker.http import handle_dead_letter, handle_push

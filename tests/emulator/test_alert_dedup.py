@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import SecretStr
 
+from devtools.fakes.chat import FakeChat
 from services.alerting.channels import channels_from_settings
 from services.alerting.http import create_app
 from services.alerting.relay import AlertRelay, RepositoryClaims
-from services.fakes.chat import FakeChat
 from services.jobs.repository import JobRepository
 from services.settings import Settings
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
+from devtools.local.serve import BackgroundServer
 from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import Role, authenticate, mint_token
@@ -17,7 +18,6 @@ from services.cli import cli
 from services.jobs.models import JobCreate
 from services.jobs.repository import QuerySpec
 from services.jobs.state_machine import Transition
-from services.local.serve import BackgroundServer
 from services.pipelines.spec import JobStatus
 from services.runtime import Runtime
 from services.settings import Settings

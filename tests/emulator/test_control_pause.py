@@ -16,12 +16,12 @@ import pytest
 import requests
 from google.cloud import pubsub_v1
 
+from devtools.local.serve import BackgroundServer, function_app
 from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import mint_token
 from services.intake import handle_webhook
 from services.jobs.repository import QuerySpec
-from services.local.serve import BackgroundServer, function_app
 from services.pipelines.spec import JobStatus
 from services.runtime import Runtime
 from services.worker.http import handle_dead_letter, handle_push

@@ -16,13 +16,13 @@ import pytest
 import requests
 from pydantic import SecretStr
 
+from devtools.fakes.world import FakeWorld
+from devtools.local.serve import BackgroundServer, function_app
 from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import mint_token
 from services.control import retry_job
-from services.fakes.world import FakeWorld
 from services.jobs.models import Job
-from services.local.serve import BackgroundServer, function_app
 from services.music_clips.config import CALLBACK_PATH
 from services.music_clips.poller import poll_music_jobs
 from services.pipelines.music_clips import MUSIC_CLIPS

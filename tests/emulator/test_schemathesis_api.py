@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 import schemathesis
 
+from devtools.local.serve import BackgroundServer
 from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import Role, mint_token
 from services.jobs.models import Execution, ExecutionStatus, JobCreate, JobError
 from services.jobs.state_machine import Transition
-from services.local.serve import BackgroundServer
 from services.runtime import Runtime
 
 pytestmark = pytest.mark.emulator

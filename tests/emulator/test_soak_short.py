@@ -1,5 +1,5 @@
 """The shortened soak: the whole local stack, a few hundred jobs over both pipelines, every fault of
-the full soak (services/local/soak.py) once or twice, then the reconciliation, which must be clean.
+the full soak (devtools/local/soak.py) once or twice, then the reconciliation, which must be clean.
 
 It starts its own stack (emulators included), so it shares nothing with the session's emulators.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.local.soak import SoakPlan, run_soak
+from devtools.local.soak import SoakPlan, run_soak
 
 pytestmark = pytest.mark.emulator
 

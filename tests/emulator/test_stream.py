@@ -23,6 +23,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
+from devtools.local.serve import BackgroundServer
 from infra import emulators as emu
 from services.api import create_app
 from services.api.stream import (
@@ -37,7 +38,6 @@ from services.auth import mint_token
 from services.jobs.models import Job, JobCreate
 from services.jobs.repository import utcnow
 from services.jobs.state_machine import Transition
-from services.local.serve import BackgroundServer
 from services.runtime import Runtime
 from services.settings import Settings
 from tests.helpers import wait_for

@@ -14,18 +14,18 @@ import flask
 import pytest
 from pydantic import SecretStr
 
+from devtools.fakes.chat import DEFAULT_BOT_TOKEN, FakeChat
+from devtools.fakes.world import FakeWorld
+from devtools.local.serve import BackgroundServer, function_app
 from infra.bootstrap import bootstrap
 from services.alerting.channels import channels_from_settings
 from services.alerting.http import create_app as create_relay_app
 from services.alerting.relay import AlertRelay, RepositoryClaims
 from services.api import create_app as create_api_app
 from services.clients import Clients
-from services.fakes.chat import DEFAULT_BOT_TOKEN, FakeChat
-from services.fakes.world import FakeWorld
 from services.http import json_response
 from services.intake import handle_webhook
 from services.jobs.repository import JobRepository
-from services.local.serve import BackgroundServer, function_app
 from services.music_clips import poller
 from services.music_clips.callback import handle_suno_callback
 from services.runtime import Runtime

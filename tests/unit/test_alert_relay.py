@@ -20,10 +20,10 @@ import pytest
 from pydantic import SecretStr
 
 import services.alerting.relay as relay_module
+from devtools.fakes.chat import FakeChat
 from services.alerting.channels import channels_from_settings
 from services.alerting.http import create_app
 from services.alerting.relay import AlertRelay, InMemoryClaims
-from services.fakes.chat import FakeChat
 from services.settings import Settings
 
 RELAY_TOKEN = "relay-token-0123456789"

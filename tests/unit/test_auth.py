@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
+from devtools.local.serve import BackgroundServer
 from services.auth import (
     Principal,
     PrincipalKind,
@@ -24,7 +25,6 @@ from services.auth import (
     visible,
 )
 from services.errors import Forbidden, JobNotFound, Unauthorized
-from services.local.serve import BackgroundServer
 from services.settings import Settings
 
 SECRET = "unit-test-secret-that-is-long-enough-000"

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.fakes.world import FakeWorld, FakeWorldConfig
 from services.external.instagram import InstagramClient
 from services.external.processor import ProcessorClient
 from services.external.resilience import PermanentExternalError
 from services.external.video_source import VideoSourceClient
-from services.fakes.world import FakeWorld, FakeWorldConfig
 from services.settings import Settings
 
 FAST = {

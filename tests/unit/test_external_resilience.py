@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from devtools.fakes.world import BackgroundServer, FakeWorld, FakeWorldConfig
 from services.external.processor import ProcessorClient
 from services.external.resilience import (
     CircuitOpenError,
@@ -22,7 +23,6 @@ from services.external.resilience import (
     redact,
 )
 from services.external.video_source import VideoSourceClient
-from services.fakes.world import BackgroundServer, FakeWorld, FakeWorldConfig
 from services.settings import Settings
 
 FAST = {

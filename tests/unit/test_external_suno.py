@@ -13,10 +13,10 @@ import pytest
 from flask import Flask, request
 from pydantic import SecretStr
 
+from devtools.fakes.world import BackgroundServer, FakeWorld, FakeWorldConfig
 from services.errors import InvalidInput
 from services.external.resilience import ExternalError, PermanentExternalError, RetryableExternalError
 from services.external.suno import SunoClient, SunoNoCredits, parse_callback
-from services.fakes.world import BackgroundServer, FakeWorld, FakeWorldConfig
 from services.settings import Settings
 
 # Planted: the whole test module fails if this string shows up anywhere it must not.

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from services.fakes.world import FakeWorld, FakeWorldConfig, ServiceFaults
+from devtools.fakes.world import FakeWorld, FakeWorldConfig, ServiceFaults
 from services.settings import Settings
 
 
@@ -129,7 +129,7 @@ def test_settings_point_every_client_at_the_world(world: FakeWorld) -> None:
 
 def test_runs_standalone_until_terminated() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.fakes.world", "--port", "0", "--seed", "2"],
+        [sys.executable, "-m", "devtools.fakes.world", "--port", "0", "--seed", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -1,4 +1,4 @@
-"""The soak's reconciliation finds every kind of gap it claims to (services/local/soak.py).
+"""The soak's reconciliation finds every kind of gap it claims to (devtools/local/soak.py).
 
 A small consistent world (one job of each kind the soak sends) reconciles clean; each test then
 breaks it the way a real bug would and expects the matching check to fail, and only that one.
@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.jobs.models import Execution, ExecutionStatus, Job, JobError, JobEvent
-from services.local.soak import (
+from devtools.local.soak import (
     FaultLog,
     Observed,
     SoakPlan,
@@ -21,6 +20,7 @@ from services.local.soak import (
     reconcile,
     worker_counted_success,
 )
+from services.jobs.models import Execution, ExecutionStatus, Job, JobError, JobEvent
 from services.pipelines.music_clips import MUSIC_CLIPS
 from services.pipelines.spec import JobStatus
 from services.pipelines.video import VIDEO

@@ -9,7 +9,7 @@ per request, before any real handling, so a test says exactly which attempts fai
         chat.telegram_rate_limited(retry_after=3)
         settings = Settings(telegram_api_url=chat.telegram_api_url, slack_webhook_url=chat.slack_webhook_url, ...)
 
-``python -m services.fakes.chat --port 8091`` serves it for the local stack.
+``python -m devtools.fakes.chat --port 8091`` serves it for the local stack.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import flask
 
-from services.local.serve import BackgroundServer
+from devtools.local.serve import BackgroundServer
 
 DEFAULT_BOT_TOKEN = "123456:fake-bot-token"  # noqa: S105 (a fake service's fake credential)
 DEFAULT_SLACK_PATH = "/slack/services/T0000/B0000/fake-webhook-secret"

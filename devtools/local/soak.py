@@ -1,10 +1,10 @@
 """A whole-stack soak: many jobs over both pipelines through the local stack while faults are
 injected, then a reconciliation of everything that was accepted against Firestore and the metrics.
 
-    python -m services.local.soak --jobs 10000 --minutes 45    # the full soak
-    python -m services.local.soak --jobs 300 --minutes 4       # what tests/emulator/test_soak_short.py runs
+    python -m devtools.local.soak --jobs 10000 --minutes 45    # the full soak
+    python -m devtools.local.soak --jobs 300 --minutes 4       # what tests/emulator/test_soak_short.py runs
 
-The stack is ``services.local.stack`` (emulators, the fake outside world, every entry point as its
+The stack is ``devtools.local.stack`` (emulators, the fake outside world, every entry point as its
 own functions-framework process, the scheduler thread). Faults, all during the send phase:
 
 - the fake world answers ~5% of calls to the video source, processor, Instagram and Suno with 503;
@@ -48,13 +48,13 @@ import click
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.local.stack import PROJECT, ROOT, LocalStack, running_stack
 from infra import emulators as emu
 from services.auth.credentials import mint_token
 from services.clients import Clients
 from services.intake import SIGNATURE_HEADER, sign
 from services.jobs.models import Execution, ExecutionStatus, Job, JobEvent
 from services.jobs.repository import JobRepository, QuerySpec
-from services.local.stack import PROJECT, ROOT, LocalStack, running_stack
 from services.pipelines.music_clips import MUSIC_CLIPS
 from services.pipelines.spec import ACTIVE_STATUSES, JobStatus
 from services.runtime import Runtime

@@ -20,7 +20,7 @@ from services.intake import SIGNATURE_HEADER, sign
 from services.settings import Settings
 
 if TYPE_CHECKING:
-    from services.local.stack import LocalStack
+    from devtools.local.stack import LocalStack
 
 USERS = ("alice", "bob")
 ACCOUNTS = {"alice": "acc-alice", "bob": "acc-bob"}

@@ -5,7 +5,7 @@ wire formats the clients in ``services/external`` speak (Suno's follows sunoapi.
 service's faults can be changed while it runs (``POST /_control``) and ``GET /_stats`` counts what
 happened. Randomness is seeded, so a test sees the same faults on every run.
 
-    python -m services.fakes.world --port 8090     # the local stack
+    python -m devtools.fakes.world --port 8090     # the local stack
     with FakeWorld() as world: ...                 # tests: a free port on 127.0.0.1
 
 Faults, per service (``FakeWorldConfig.video`` etc.), checked in this order on every request:
@@ -38,7 +38,7 @@ import requests
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from services.local.serve import BackgroundServer
+from devtools.local.serve import BackgroundServer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The whole system on one machine: emulators, the fake outside world, every entry point as its own
 functions-framework process (as deployed), Cloud Scheduler's ticks, and demo traffic.
 
-    python -m services.local.stack                 # until Ctrl-C
-    python -m services.local.stack --duration 60   # bounded, e.g. a smoke run
+    python -m devtools.local.stack                 # until Ctrl-C
+    python -m devtools.local.stack --duration 60   # bounded, e.g. a smoke run
 
 Each process gets the environment Google Cloud would give it (the same Settings fields), so the
 entry points run exactly the code that is deployed.
@@ -94,7 +94,7 @@ class LocalStack:
             **(extra_env or {}),
         }
         self._spawn(
-            "fake_world", [sys.executable, "-m", "services.fakes.world", "--port", str(world_port)], world_url
+            "fake_world", [sys.executable, "-m", "devtools.fakes.world", "--port", str(world_port)], world_url
         )
         for module, target in ENTRY_POINTS.items():
             self._spawn(
@@ -199,7 +199,7 @@ def running_stack(log_dir: Path, **kwargs: object) -> Iterator[LocalStack]:
 @click.option("--demo/--no-demo", default=True, help="Send demo traffic.")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=ROOT / ".stack", show_default=True)
 def main(duration: float | None, demo: bool, log_dir: Path) -> None:
-    from services.local.demo import DemoTraffic
+    from devtools.local.demo import DemoTraffic
 
     with running_stack(log_dir) as stack:
         click.echo(f"dashboard:   {stack.url('api')}/")
