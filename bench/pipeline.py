@@ -27,7 +27,7 @@ from services.clients import Clients
 from services.intake import SIGNATURE_HEADER, handle_webhook, sign
 from services.jobs.models import JobCreate
 from services.messages import JobMessage, PushEnvelope
-from services.pipelines.registry import register_pipeline
+from services.pipelines.handlers import register_pipeline
 from services.pipelines.spec import PipelineSpec
 from services.pipelines.steps import Step, StepContext, StepResult
 from services.pipelines.video import VIDEO, VIDEO_STEPS

@@ -21,7 +21,8 @@ from services.errors import IllegalTransition, JobtrailError, NotFound, Transiti
 from services.jobs.models import CamelModel, Job, QueueState
 from services.jobs.repository import QuerySpec
 from services.jobs.state_machine import Transition
-from services.pipelines.registry import get_pipeline, get_steps
+from services.pipelines.handlers import get_steps
+from services.pipelines.registry import get_pipeline
 from services.pipelines.spec import JobStatus
 from services.publishing import publish_job
 from services.runtime import Runtime
@@ -78,7 +79,10 @@ def retry_job(rt: Runtime, job_id: str, *, actor: str, reason: str = "retry") ->
 
 def _queue(rt: Runtime, job: Job, reason: str) -> None:
     """Publish a reopened job's message. If Pub/Sub refuses, the job stays reopened without one:
-    the sweeper times it out at its stage's limit, and it can be retried again then."""
+    the sweeper times it out at its stage's limit, and it can be retried again then. A reported
+    pipeline (no work topic) has nothing to queue: its own service picks the reopened job up."""
+    if get_pipeline(job.pipeline).topic is None:
+        return
     try:
         message_id = publish_job(rt, job, reason=reason)
     except (GoogleAPICallError, TimeoutError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from opentelemetry.trace import SpanKind
 
+from services.errors import InvalidInput
 from services.jobs.models import Job
 from services.messages import JobMessage
 from services.pipelines.registry import get_pipeline
@@ -19,7 +20,10 @@ def publish_job(rt: Runtime, job: Job, reason: str = "start", timeout: float = 3
     Blocks until Pub/Sub has the message, so a caller that answers 202 has really queued it.
     """
     message = JobMessage(job_id=job.job_id, pipeline=job.pipeline, trace_id=job.trace_id, reason=reason)
-    topic = rt.clients.topic_path(get_pipeline(job.pipeline).topic)
+    work_topic = get_pipeline(job.pipeline).topic
+    if work_topic is None:
+        raise InvalidInput(f"pipeline {job.pipeline} runs outside jobtrail: it has no work to queue")
+    topic = rt.clients.topic_path(work_topic)
     # The PRODUCER span's context rides in the attributes: the worker continues this trace.
     with tracer.start_as_current_span(
         f"publish {topic.rsplit('/', 1)[-1]}",

@@ -1,4 +1,5 @@
-"""Music Clips: a Suno generation that ends by callback, or by polling when no callback comes.
+"""Music Clips' steps (stages: declared/music_clips.yaml): a Suno generation that ends by
+callback, or by polling when no callback comes.
 
 Stage names and progress texts are the ones the existing front end shows (seed 002).
 
@@ -15,33 +16,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.music_clips.config import poll_delay_seconds, suno_callback_url
-from services.pipelines.spec import PipelineSpec, Stage
+from services.pipelines.registry import get_pipeline
 from services.pipelines.steps import NonRetryableError, Step, StepContext, StepResult
 
-MUSIC_CLIPS = PipelineSpec(
-    name="music_clips",
-    stages=(
-        Stage("STAGE_10_REQUEST_ACCEPTED", "Запрос принят, отправляем запрос в Suno...", timeout_seconds=600),
-        Stage("STAGE_20_SUNO_REQUEST_SENT", "Запрос отправлен в Suno...", timeout_seconds=600),
-        Stage(
-            "STAGE_30_SUNO_TASK_CREATED", "Задача создана в Suno, ожидаем генерацию...", timeout_seconds=600
-        ),
-        Stage(
-            "STAGE_40_SUNO_PENDING",
-            "Генерация музыки в процессе (PENDING/GENERATING)...",
-            timeout_seconds=600,
-        ),
-        Stage("STAGE_50_SUNO_SUCCESS", "Музыка сгенерирована успешно!", timeout_seconds=0),
-    ),
-    failed=Stage("STAGE_90_FAILED", "Ошибка при генерации", timeout_seconds=0),
-    timed_out=Stage("STAGE_99_TIMEOUT", "Превышено время ожидания", timeout_seconds=0),
-    cancelled=Stage("STAGE_95_CANCELLED", "Отменено", timeout_seconds=0),
-    topic="music-jobs",
-    max_duration_seconds=600,
-    # Past STAGE_20 nothing runs in the worker (Suno owns the task), so a retry asks Suno again.
-    retry_from="STAGE_10_REQUEST_ACCEPTED",
-    attempt_fields=("suno_task_id",),
-)
+MUSIC_CLIPS = get_pipeline("music_clips")  # declared in declared/music_clips.yaml
 
 
 CALLBACK_URL_NOT_CONFIGURED = "CALLBACK_URL_NOT_CONFIGURED"

@@ -1,15 +1,17 @@
-"""Name -> pipeline. The one place that knows which pipelines exist."""
+"""Name -> pipeline. The one place that knows which pipelines exist.
+
+Every declaration in services/pipelines/declared/ is loaded and validated when this module is first
+imported (a bad file stops the process at start). Specs only: the job store, the sweeper and the
+ingest read this module and never import a pipeline's handlers (services/pipelines/handlers.py).
+"""
 
 from __future__ import annotations
 
 from services.errors import InvalidInput
-from services.pipelines.music_clips import MUSIC_CLIPS, MUSIC_CLIPS_STEPS
+from services.pipelines.declaration import load_declarations
 from services.pipelines.spec import PipelineSpec
-from services.pipelines.steps import Step
-from services.pipelines.video import VIDEO, VIDEO_STEPS
 
-PIPELINES: dict[str, PipelineSpec] = {p.name: p for p in (VIDEO, MUSIC_CLIPS)}
-STEPS: dict[str, tuple[Step, ...]] = {VIDEO.name: VIDEO_STEPS, MUSIC_CLIPS.name: MUSIC_CLIPS_STEPS}
+PIPELINES: dict[str, PipelineSpec] = load_declarations()
 
 
 def get_pipeline(name: str) -> PipelineSpec:
@@ -19,12 +21,6 @@ def get_pipeline(name: str) -> PipelineSpec:
         raise InvalidInput(f"unknown pipeline {name!r}", pipelines=sorted(PIPELINES)) from None
 
 
-def register_pipeline(spec: PipelineSpec, steps: tuple[Step, ...]) -> None:
-    """Add a pipeline (a plug-in module, or a benchmark's no-op pipeline) at start-up."""
+def register_spec(spec: PipelineSpec) -> None:
+    """Add a pipeline at start-up (a benchmark's no-op pipeline); declared ones come from files."""
     PIPELINES[spec.name] = spec
-    STEPS[spec.name] = steps
-
-
-def get_steps(name: str) -> tuple[Step, ...]:
-    get_pipeline(name)
-    return STEPS[name]

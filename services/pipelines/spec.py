@@ -1,6 +1,7 @@
-"""The declaration of a pipeline: its ordered stages and its terminal stages.
+"""A pipeline as the state machine sees it: its ordered stages and its terminal stages.
 
-The state machine reads only this; it knows nothing of videos or music.
+Built from a declaration (services/pipelines/declared/*.yaml, see declaration.py); the state
+machine reads only this and knows nothing of videos, music or who runs the stages.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class PipelineSpec:
     failed: Stage
     timed_out: Stage
     cancelled: Stage
-    # The Pub/Sub topic (name from infra/topology.yaml) that carries this pipeline's work.
-    topic: str
+    # The Pub/Sub topic (name from infra/topology.yaml) that carries this pipeline's work; None for
+    # a pipeline that runs elsewhere and reports its stages through the ingest API.
+    topic: str | None = None
     # A hard limit on the whole job, whatever its heartbeats say (Music Clips: 10 minutes).
     max_duration_seconds: int | None = None
     # Where a retry starts. None: where the job stopped (its finished stages are kept). A pipeline
@@ -56,6 +58,8 @@ class PipelineSpec:
     # Job fields that belong to one attempt (model names), cleared by a retry: a later result for
     # the old attempt (a Suno callback for its task) must not be taken for the new one's.
     attempt_fields: tuple[str, ...] = ()
+    # Reporting service -> the stages it may move this pipeline's jobs to (services/ingest).
+    reporters: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
     _rank: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -1,26 +1,12 @@
-"""The video pipeline: webhook -> download -> Pub/Sub -> Cloud Run processing -> Instagram publish."""
+"""The video pipeline's steps: webhook -> download -> Pub/Sub -> Cloud Run processing -> Instagram
+publish. Its stages are declared in declared/video.yaml."""
 
 from __future__ import annotations
 
-from services.pipelines.spec import PipelineSpec, Stage
+from services.pipelines.registry import get_pipeline
 from services.pipelines.steps import NonRetryableError, Step, StepContext, StepResult
 
-VIDEO = PipelineSpec(
-    name="video",
-    stages=(
-        Stage("received", "Webhook received, waiting for a worker", timeout_seconds=15 * 60),
-        Stage("downloading", "Downloading the source video", timeout_seconds=10 * 60),
-        Stage("downloaded", "Downloaded, waiting for processing", timeout_seconds=15 * 60),
-        Stage("processing", "Processing the video", timeout_seconds=20 * 60),
-        Stage("processed", "Prepared video ready, waiting to publish", timeout_seconds=15 * 60),
-        Stage("publishing", "Publishing the Instagram media container", timeout_seconds=10 * 60),
-        Stage("published", "Published", timeout_seconds=0),
-    ),
-    failed=Stage("failed", "Failed", timeout_seconds=0),
-    timed_out=Stage("timed_out", "Timed out: no progress within the stage's limit", timeout_seconds=0),
-    cancelled=Stage("cancelled", "Cancelled", timeout_seconds=0),
-    topic="video-jobs",
-)
+VIDEO = get_pipeline("video")  # declared in declared/video.yaml
 
 
 def download(ctx: StepContext) -> StepResult:

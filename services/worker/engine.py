@@ -33,7 +33,8 @@ from services.jobs.models import Execution, ExecutionStatus, Job, JobError
 from services.jobs.repository import TransitionResult
 from services.jobs.state_machine import Transition
 from services.messages import JobMessage, PushEnvelope
-from services.pipelines.registry import get_pipeline, get_steps
+from services.pipelines.handlers import get_steps
+from services.pipelines.registry import get_pipeline
 from services.pipelines.spec import JobStatus, PipelineSpec
 from services.pipelines.steps import NonRetryableError, Step, StepContext, StepResult
 from services.runtime import Runtime
