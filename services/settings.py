@@ -78,6 +78,21 @@ class Settings(BaseSettings):
         default_factory=dict, description="sha256 hex of an API key -> principal name (role admin)."
     )
 
+    # --- Ingest (services/ingest: pipelines that run elsewhere report their jobs) ------------------
+    # Reporting services are named in the pipeline declarations (reporters:); these say who is who.
+    ingest_api_key_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 hex of a reporter key (X-Reporter-Key) -> reporting service.",
+    )
+    ingest_service_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Service account email -> reporting service, for Google-signed ID tokens.",
+    )
+    # The audience a reporting service mints its ID tokens for (the ingest URL); unset = ID tokens
+    # are refused and only reporter keys work.
+    ingest_audience: str | None = None
+    google_id_token_certs_url: str = "https://www.googleapis.com/oauth2/v3/certs"  # noqa: S105 (public keys)
+
     # --- Telemetry ----------------------------------------------------------------------------
     trace_exporter: Literal["none", "console", "memory", "gcp"] = "none"
     metrics_exporter: Literal["none", "prometheus", "gcp"] = "prometheus"

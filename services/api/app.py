@@ -14,14 +14,26 @@ from services.api.dashboard import dashboard_blueprint
 from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import stream_blueprint
 from services.auth import SETTINGS_EXTENSION, check_auth_settings
+from services.auth.reporters import check_reporter_settings
 from services.errors import JobtrailError, Unauthorized
 from services.http import error_response, json_response
+from services.ingest import api as ingest_api
 from services.music_clips.api import music_clips_blueprint
 from services.runtime import Runtime, get_runtime
 
 log = logging.getLogger("jobtrail.api")
 
-CORE_BLUEPRINTS = (jobs.bp, logs.bp, summary.bp, admin.bp, dlq.bp, audit.bp, stream_tickets.bp, openapi.bp)
+CORE_BLUEPRINTS = (
+    jobs.bp,
+    logs.bp,
+    summary.bp,
+    admin.bp,
+    dlq.bp,
+    audit.bp,
+    stream_tickets.bp,
+    ingest_api.bp,
+    openapi.bp,
+)
 # Blueprints that need the runtime in their options: Music Clips (seed 002's routes), the live
 # stream (/api/stream) and the dashboard page (/).
 RUNTIME_BLUEPRINTS = (music_clips_blueprint, stream_blueprint, dashboard_blueprint)
@@ -32,6 +44,7 @@ def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Bl
     could verify nothing."""
     rt = rt or get_runtime()
     check_auth_settings(rt.settings)
+    check_reporter_settings(rt.settings)
     app = flask.Flask("jobtrail_api", static_folder=None)
     app.extensions[RUNTIME_EXTENSION] = rt
     app.extensions[SETTINGS_EXTENSION] = rt.settings

@@ -40,6 +40,18 @@ SECURITY_SCHEMES = {
         "name": "X-API-Key",
         "description": "machine principals (admins); keys are configured as sha256 hashes",
     },
+    "reporterKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Reporter-Key",
+        "description": "a reporting service's key (ingest); configured as sha256 hashes",
+    },
+    "googleIdToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "a Google-signed ID token of a reporting service's service account (ingest)",
+    },
 }
 
 
@@ -92,6 +104,8 @@ def build_spec(ops: list[Operation]) -> dict[str, Any]:
             }
         if op.authenticated:
             item["security"] = [{"bearerAuth": []}, {"apiKey": []}]
+        elif op.security:
+            item["security"] = [{scheme: []} for scheme in op.security]
         else:
             item["security"] = []
         paths.setdefault(op.path, {})[op.method.lower()] = item
@@ -113,7 +127,7 @@ def _error_statuses(op: Operation) -> list[int]:
         statuses.add(400)
     if op.body is not None:
         statuses.add(413)
-    if op.authenticated:
+    if op.authenticated or op.security:
         statuses.add(401)
     return sorted(statuses)
 

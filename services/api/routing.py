@@ -48,6 +48,9 @@ class Operation:
     body: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
     authenticated: bool = True
+    # Security schemes (openapi.SECURITY_SCHEMES) for routes that authenticate their callers
+    # themselves (authenticated=False), e.g. reporting services in a blueprint before_request.
+    security: tuple[str, ...] = ()
     path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
 
@@ -82,6 +85,7 @@ class ApiBlueprint(flask.Blueprint):
         body: type[BaseModel] | None = None,
         errors: tuple[int, ...] = (),
         authenticated: bool = True,
+        security: tuple[str, ...] = (),
         path_schemas: dict[str, dict[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -96,6 +100,7 @@ class ApiBlueprint(flask.Blueprint):
                 body=body,
                 errors=errors,
                 authenticated=authenticated,
+                security=security,
                 path_schemas=path_schemas or {},
                 description=(handler.__doc__ or "").strip(),
             )

@@ -56,7 +56,7 @@ _jwks_clients: dict[str, jwt.PyJWKClient] = {}
 _jwks_lock = threading.Lock()
 
 
-def _jwks_client(url: str) -> jwt.PyJWKClient:
+def jwks_client(url: str) -> jwt.PyJWKClient:
     with _jwks_lock:
         if url not in _jwks_clients:
             _jwks_clients[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
@@ -95,7 +95,7 @@ def verify_jwt(settings: Settings, token: str) -> Principal:
         key, algorithms = settings.jwt_secret.get_secret_value(), HMAC_ALGORITHMS
     elif algorithm in JWKS_ALGORITHMS and settings.jwks_url:
         try:
-            key = _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token)
+            key = jwks_client(settings.jwks_url).get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError:
             raise Unauthorized("the identity provider's keys cannot be fetched right now") from None
         except jwt.PyJWTError:

@@ -305,11 +305,14 @@ class JobRepository:
 
         return run(self.db.transaction())
 
-    def heartbeat(self, job_id: str) -> Job:
+    def heartbeat(self, job_id: str, *, progress_text: str | None = None) -> Job:
+        """Push the job's stale deadline (and set its progress text); a finished job is returned
+        unchanged."""
+
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Job:
             job = self.get_job(job_id, transaction)
-            patch = plan_heartbeat(get_pipeline(job.pipeline), job, self.clock())
+            patch = plan_heartbeat(get_pipeline(job.pipeline), job, self.clock(), progress_text)
             if patch is None:
                 return job
             transaction.update(self.job_ref(job_id), _camel_patch(patch))

@@ -161,12 +161,18 @@ def plan_retry(spec: PipelineSpec, job: Job, now: datetime, actor: str, retentio
     return Plan(patch=patch, event=event)
 
 
-def plan_heartbeat(spec: PipelineSpec, job: Job, now: datetime) -> dict[str, Any] | None:
-    """A sign of life inside a long stage: pushes the stale deadline, writes no event."""
+def plan_heartbeat(
+    spec: PipelineSpec, job: Job, now: datetime, progress_text: str | None = None
+) -> dict[str, Any] | None:
+    """A sign of life inside a long stage, optionally with a new progress text: pushes the stale
+    deadline, writes no event."""
     if job.status.is_terminal:
         return None
-    return {
+    patch: dict[str, Any] = {
         "heartbeat_at": now,
         "updated_at": now,
         "stale_at": stale_at_for(spec, job.stage, now, job.deadline_at),
     }
+    if progress_text:
+        patch["progress_text"] = progress_text
+    return patch

@@ -35,6 +35,7 @@ from services.telemetry.metrics import METER_NAME, Metrics, build_meter_provider
 from services.telemetry.redaction import redact, register_secrets
 from services.telemetry.tracing import (
     build_tracer_provider,
+    caller_trace_id_hex,
     cloud_logging_url,
     cloud_trace_url,
     consumer_span,
@@ -60,6 +61,7 @@ __all__ = [
     "add_metrics_route",
     "bind_job",
     "bind_labels",
+    "caller_trace_id_hex",
     "charge_stage",
     "cloud_logging_url",
     "cloud_trace_url",

@@ -244,6 +244,16 @@ def current_trace_id_hex() -> str | None:
     return trace.format_trace_id(span_context.trace_id) if span_context.is_valid else None
 
 
+def caller_trace_id_hex(carrier: Mapping[str, str]) -> str | None:
+    """The trace a caller is in: the active span's, else the traceparent in ``carrier`` (request
+    headers, message attributes), so a job stores its trace even where this instance samples
+    nothing."""
+    if (active := current_trace_id_hex()) is not None:
+        return active
+    span_context = trace.get_current_span(propagate.extract(dict(carrier))).get_span_context()
+    return trace.format_trace_id(span_context.trace_id) if span_context.is_valid else None
+
+
 def current_span_id_hex() -> str | None:
     span_context = trace.get_current_span().get_span_context()
     return trace.format_span_id(span_context.span_id) if span_context.is_valid else None

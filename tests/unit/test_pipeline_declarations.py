@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from services.pipelines.declaration import DECLARED_DIR, DeclarationError, load_declarations, parse_declaration
+from services.pipelines.declaration import (
+    DECLARED_DIR,
+    DeclarationError,
+    load_declarations,
+    parse_declaration,
+)
 from services.pipelines.registry import PIPELINES
 
 
