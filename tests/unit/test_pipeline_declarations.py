@@ -96,7 +96,7 @@ def test_a_file_must_be_named_after_its_pipeline_and_hold_yaml(tmp_path: Path):
         load_declarations(tmp_path)
     (tmp_path / "other.yaml").unlink()
     (tmp_path / "thumbs.yaml").write_text("stages: [unclosed")
-    with pytest.raises(DeclarationError, match="thumbs.yaml: not YAML"):
+    with pytest.raises(DeclarationError, match=r"thumbs\.yaml: not YAML"):
         load_declarations(tmp_path)
     (tmp_path / "thumbs.yaml").unlink()
     with pytest.raises(DeclarationError, match="no pipeline declarations"):
