@@ -22,8 +22,8 @@ unit: setup
 	$(PY) -m pytest -q tests/unit
 
 lint: setup
-	$(PY) -m ruff check services functions infra devtools tests bench
-	$(PY) -m ruff format --check services functions infra devtools tests bench
+	$(PY) -m ruff check services functions infra devtools tests bench jobtrail_client examples
+	$(PY) -m ruff format --check services functions infra devtools tests bench jobtrail_client examples
 	$(PY) -m mypy
 
 ## The whole local stack: emulators, fakes, functions, worker, dashboard, demo traffic.
