@@ -67,7 +67,12 @@ def test_spec_is_served_without_credentials_and_is_openapi_3_1(client):
     assert response.status_code == 200
     spec = response.get_json()
     assert spec["openapi"] == "3.1.0" and "/api/jobs/{jobId}" in spec["paths"]
-    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "apiKey", "reporterKey", "googleIdToken"}
+    assert set(spec["components"]["securitySchemes"]) == {
+        "bearerAuth",
+        "apiKey",
+        "reporterKey",
+        "googleIdToken",
+    }
 
 
 def test_every_referenced_schema_exists(app):
