@@ -42,8 +42,9 @@ class JobHandle:
     job_id: str | None = None
     trace_id: str | None = None
 
-    def ref(self) -> dict[str, str]:
-        return {"pipeline": self.pipeline, "idempotencyKey": self.key}
+    def ref(self) -> dict[str, dict[str, str]]:
+        """How reports name the job: by key, which works before (or without) the create's answer."""
+        return {"job": {"pipeline": self.pipeline, "idempotencyKey": self.key}}
 
 
 @dataclass

@@ -73,11 +73,11 @@ def create_ingested_job(call: None, body: IngestJobCreate) -> tuple[IngestedJob,
 def report_job(call: None, body: Report) -> ReportOutcome:
     """A duplicate is a no-op (applied false); a move backwards, or anything but a retry on a
     finished job, is 409."""
-    reported = service.apply_report(current_runtime(), _reporter(), body)
+    reported = service.apply_report(current_runtime(), _reporter(), body.root)
     return ReportOutcome(
         job_id=reported.job.job_id,
         stage=reported.job.stage,
         status=reported.job.status.value,
         applied=reported.applied,
-        kind=body.type.value,
+        kind=body.root.type,
     )

@@ -1,20 +1,21 @@
 """What reporting services send: a job to create, and reports about it. One versioned shape for the
 HTTP API and the ingest-reports Pub/Sub topic, so a service can switch transport without change.
 
-A report names its job either by ``jobId`` or by its pipeline and the idempotency key it was
-created with: a service that published the create (and so never heard the job id back), or that
+A report names its job (``job``) either by ``jobId`` or by its pipeline and the idempotency key it
+was created with: a service that published the create (and so never heard the job id back), or that
 buffered it while jobtrail was unreachable, can still report on it.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, RootModel, model_validator
 
 from services.jobs.models import JOB_ID_PATTERN, CamelModel
 from services.pipelines.declaration import NAME_PATTERN
+from services.pipelines.registry import PIPELINES
 
 INGEST_VERSION = 1
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
@@ -26,18 +27,52 @@ class _Strict(CamelModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# Firestore nests maps at most 20 deep; the job document itself is one level.
+MAX_FREE_FORM_DEPTH = 16
+
+
+def _storable(value: Any, depth: int = 0) -> Any:
+    """Free-form JSON (a job's input, a result) that Firestore can store as a map: keys non-empty
+    and not reserved (``__name__``), text that is valid UTF-8, bounded nesting."""
+    if depth > MAX_FREE_FORM_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_FREE_FORM_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid UTF-8 (no lone surrogates)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not key or (key.startswith("__") and key.endswith("__")):
+                raise ValueError(f"map keys must be non-empty and not of the form __name__ ({key!r})")
+            _storable(key, depth)
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+    return value
+
+
+FreeForm = Annotated[dict[str, Any], AfterValidator(_storable)]
+
+
+def _declared_pipelines(schema: dict[str, Any]) -> None:
+    """The schema lists the pipelines declared at start; any other name is still answered 400."""
+    schema["enum"] = sorted(PIPELINES)
+
+
 class IngestJobCreate(_Strict):
     """A job of a declared pipeline, started by the service that runs it."""
 
     v: int = Field(INGEST_VERSION, ge=1, le=INGEST_VERSION)
-    pipeline: str = Field(pattern=NAME_PATTERN)
+    pipeline: str = Field(pattern=NAME_PATTERN, json_schema_extra=_declared_pipelines)
     # The service's own id for this unit of work: creating twice with it gives the same job.
     idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY_PATTERN)
     account_id: str = Field(pattern=JOB_ID_PATTERN)
     scenario_id: str = Field(pattern=JOB_ID_PATTERN)
     source_id: str = Field(pattern=JOB_ID_PATTERN)
     user_id: str = Field(pattern=JOB_ID_PATTERN)
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: FreeForm = Field(default_factory=dict)
 
 
 class ReportType(StrEnum):
@@ -49,33 +84,69 @@ class ReportType(StrEnum):
     RETRY = "retry"  # the explicit retry of a failed or timed-out job
 
 
-class Report(_Strict):
-    """One thing that happened to a job."""
+class JobById(_Strict):
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
 
+
+class JobByKey(_Strict):
+    """The job its service created with this idempotency key."""
+
+    pipeline: str = Field(pattern=NAME_PATTERN, json_schema_extra=_declared_pipelines)
+    idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY_PATTERN)
+
+
+class _Report(_Strict):
     v: int = Field(INGEST_VERSION, ge=1, le=INGEST_VERSION)
-    type: ReportType
-    job_id: str | None = Field(None, pattern=JOB_ID_PATTERN)
-    pipeline: str | None = Field(None, pattern=NAME_PATTERN)
-    idempotency_key: str | None = Field(None, pattern=IDEMPOTENCY_KEY_PATTERN)
-    stage: str | None = Field(None, max_length=64)
-    message: str = Field("", max_length=1000)
-    error_code: str | None = Field(None, pattern=ERROR_CODE_PATTERN)
-    retryable: bool = False
-    result: dict[str, Any] = Field(default_factory=dict)
+    job: JobById | JobByKey
+    message: Annotated[str, AfterValidator(_storable)] = Field("", max_length=1000)
     # What the stage spent (compute_seconds, egress_bytes...): added to the job's cost.
-    usage: dict[str, float] = Field(default_factory=dict, max_length=16)
+    usage: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, max_length=16)
 
-    @model_validator(mode="after")
-    def _complete(self) -> Report:
-        if self.job_id is None and (self.pipeline is None or self.idempotency_key is None):
-            raise ValueError("name the job: jobId, or pipeline and idempotencyKey")
-        if self.type is ReportType.STAGE and not self.stage:
-            raise ValueError("a stage report needs stage")
-        if self.type is ReportType.FAILED and not self.error_code:
-            raise ValueError("a failed report needs errorCode")
-        if any(value < 0 for value in self.usage.values()):
-            raise ValueError("usage quantities cannot be negative")
-        return self
+
+class StageReport(_Report):
+    """The job reached ``stage`` (a forward stage its service may write)."""
+
+    type: Literal[ReportType.STAGE]
+    stage: str = Field(pattern=NAME_PATTERN)
+
+
+class HeartbeatReport(_Report):
+    type: Literal[ReportType.HEARTBEAT]
+
+
+class ProgressReport(_Report):
+    """A progress text inside the current stage; also a heartbeat."""
+
+    type: Literal[ReportType.PROGRESS]
+
+
+class FailedReport(_Report):
+    type: Literal[ReportType.FAILED]
+    error_code: str = Field(pattern=ERROR_CODE_PATTERN)
+    retryable: bool = False
+
+
+class SucceededReport(_Report):
+    """The job reached its pipeline's last stage."""
+
+    type: Literal[ReportType.SUCCEEDED]
+    result: FreeForm = Field(default_factory=dict)
+
+
+class RetryReport(_Report):
+    """The explicit retry of a failed or timed-out job: the only way out of a finished stage."""
+
+    type: Literal[ReportType.RETRY]
+
+
+AnyReport = Annotated[
+    StageReport | HeartbeatReport | ProgressReport | FailedReport | SucceededReport | RetryReport,
+    Field(discriminator="type"),
+]
+
+
+class Report(RootModel[AnyReport]):
+    """One thing that happened to a job, by ``type``."""
 
 
 class IngestMessage(_Strict):
@@ -88,7 +159,7 @@ class IngestMessage(_Strict):
     v: int = Field(INGEST_VERSION, ge=1, le=INGEST_VERSION)
     service: str = Field(pattern=NAME_PATTERN)
     create: IngestJobCreate | None = None
-    report: Report | None = None
+    report: AnyReport | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> IngestMessage:
@@ -115,4 +186,4 @@ class ReportOutcome(CamelModel):
     stage: str
     status: str
     applied: bool = Field(description="False: a duplicate, nothing was written.")
-    kind: Literal["stage", "heartbeat", "progress", "failed", "succeeded", "retry"]
+    kind: ReportType

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from services.auth.reporters import Reporter
 from services.errors import Forbidden, IllegalTransition, InvalidInput, JobNotFound
-from services.ingest.models import IngestJobCreate, Report, ReportType
+from services.ingest.models import (
+    AnyReport,
+    FailedReport,
+    HeartbeatReport,
+    IngestJobCreate,
+    JobById,
+    ProgressReport,
+    RetryReport,
+    StageReport,
+    SucceededReport,
+)
 from services.jobs.models import Job, JobCreate, JobError
 from services.jobs.repository import TransitionResult
 from services.jobs.state_machine import Transition
@@ -70,37 +80,39 @@ def create_job(
     return job, created
 
 
-def find_reported_job(rt: Runtime, report: Report) -> Job:
-    if report.job_id is not None:
-        return rt.repo.get_job(report.job_id)
-    assert report.pipeline is not None and report.idempotency_key is not None  # model-validated
-    get_pipeline(report.pipeline)
-    job = rt.repo.find_by_idempotency_key(idempotency_key_of(report.pipeline, report.idempotency_key))
+def find_reported_job(rt: Runtime, report: AnyReport) -> Job:
+    ref = report.job
+    if isinstance(ref, JobById):
+        return rt.repo.get_job(ref.job_id)
+    get_pipeline(ref.pipeline)
+    job = rt.repo.find_by_idempotency_key(idempotency_key_of(ref.pipeline, ref.idempotency_key))
     if job is None:
-        raise JobNotFound(f"no {report.pipeline} job has idempotency key {report.idempotency_key!r}")
+        raise JobNotFound(f"no {ref.pipeline} job has idempotency key {ref.idempotency_key!r}")
     return job
 
 
 def _forward_stage(reporter: Reporter, spec: PipelineSpec, stage: str) -> str:
     """``stage`` if it is a forward stage of ``spec`` that ``reporter`` may write."""
     if stage not in {s.name for s in spec.stages}:
+        # error_field: which stages exist depends on the job's pipeline, which no schema can say.
         raise InvalidInput(
             f"pipeline {spec.name} has no forward stage {stage!r} (failures: type failed)",
             stages=[s.name for s in spec.stages],
+            error_field="stage",
         )
     if stage not in spec.reporters[reporter.service]:
         raise Forbidden(f"service {reporter.service} may not write stage {stage} of {spec.name}", stage=stage)
     return stage
 
 
-def apply_report(rt: Runtime, reporter: Reporter, report: Report) -> Reported:
+def apply_report(rt: Runtime, reporter: Reporter, report: AnyReport) -> Reported:
     """Apply one report to its job; typed errors for anything the state machine or scope refuses."""
     job = find_reported_job(rt, report)
     spec = writable_pipeline(reporter, job.pipeline)
     with bind_job(job):
-        if report.type in (ReportType.HEARTBEAT, ReportType.PROGRESS):
+        if isinstance(report, HeartbeatReport | ProgressReport):
             return _heartbeat(rt, job, report)
-        if report.type is ReportType.RETRY:
+        if isinstance(report, RetryReport):
             reopened = rt.repo.retry(job.job_id, actor=reporter.actor)
             get_metrics().job_started(spec.name)
             return Reported(reopened, applied=True)
@@ -112,8 +124,8 @@ def apply_report(rt: Runtime, reporter: Reporter, report: Report) -> Reported:
         return Reported(result.job, result.applied)
 
 
-def _heartbeat(rt: Runtime, job: Job, report: Report) -> Reported:
-    text = report.message if report.type is ReportType.PROGRESS and report.message else None
+def _heartbeat(rt: Runtime, job: Job, report: HeartbeatReport | ProgressReport) -> Reported:
+    text = report.message if isinstance(report, ProgressReport) and report.message else None
     current = rt.repo.heartbeat(job.job_id, progress_text=text)
     if current.status.is_terminal:
         raise IllegalTransition(
@@ -124,13 +136,14 @@ def _heartbeat(rt: Runtime, job: Job, report: Report) -> Reported:
     return Reported(current, applied=True)
 
 
-def _transition_for(reporter: Reporter, spec: PipelineSpec, job: Job, report: Report) -> Transition:
-    if report.type is ReportType.STAGE:
-        assert report.stage is not None  # model-validated
+def _transition_for(
+    reporter: Reporter, spec: PipelineSpec, job: Job, report: StageReport | FailedReport | SucceededReport
+) -> Transition:
+    if isinstance(report, StageReport):
         return Transition(
             _forward_stage(reporter, spec, report.stage), actor=reporter.actor, message=report.message
         )
-    if report.type is ReportType.SUCCEEDED:
+    if isinstance(report, SucceededReport):
         stage = _forward_stage(reporter, spec, spec.succeeded.name)
         return Transition(
             stage,
@@ -138,7 +151,6 @@ def _transition_for(reporter: Reporter, spec: PipelineSpec, job: Job, report: Re
             message=report.message,
             fields={"result": {**job.result, **report.result}},
         )
-    assert report.error_code is not None  # FAILED, model-validated
     message = report.message or report.error_code
     return Transition(
         spec.failed.name,
@@ -148,7 +160,7 @@ def _transition_for(reporter: Reporter, spec: PipelineSpec, job: Job, report: Re
     )
 
 
-def _charge(rt: Runtime, job: Job, report: Report) -> None:
+def _charge(rt: Runtime, job: Job, report: AnyReport) -> None:
     for kind, amount in cost_items(rt.settings, report.usage).items():
         rt.repo.add_cost(job.job_id, kind, amount)
         get_metrics().cost(job.pipeline, kind, amount)

@@ -4,6 +4,7 @@ of bad input gets its status, error code and message and writes nothing."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -71,7 +72,7 @@ def create(client, key: str = "render-1") -> dict[str, Any]:
 
 
 def report(client, job_id: str, headers: dict[str, str] = RENDER, **fields: Any):
-    return client.post("/api/ingest/reports", json={"jobId": job_id, **fields}, headers=headers)
+    return client.post("/api/ingest/reports", json={"job": {"jobId": job_id}, **fields}, headers=headers)
 
 
 def events(client, rt, job_id: str) -> list[dict[str, Any]]:
@@ -151,13 +152,17 @@ def test_reports_can_name_the_job_by_its_idempotency_key(rt, client):
     job_id = create(client, "by-key")["jobId"]
     response = client.post(
         "/api/ingest/reports",
-        json={"pipeline": "clip_render", "idempotencyKey": "by-key", "type": "stage", "stage": "rendering"},
+        json={
+            "job": {"pipeline": "clip_render", "idempotencyKey": "by-key"},
+            "type": "stage",
+            "stage": "rendering",
+        },
         headers=RENDER,
     )
     assert response.status_code == 200 and response.get_json()["jobId"] == job_id
     missing = client.post(
         "/api/ingest/reports",
-        json={"pipeline": "clip_render", "idempotencyKey": "never-made", "type": "heartbeat"},
+        json={"job": {"pipeline": "clip_render", "idempotencyKey": "never-made"}, "type": "heartbeat"},
         headers=RENDER,
     )
     assert missing.status_code == 404 and missing.get_json()["error"] == "JOB_NOT_FOUND"
@@ -189,6 +194,10 @@ def test_heartbeats_keep_a_reported_job_alive_and_silence_lets_the_sweeper_time_
         (new_job(accountId=""), 400, "INVALID_INPUT"),
         (new_job(surprise=True), 400, "INVALID_INPUT"),
         (new_job(v=2), 400, "INVALID_INPUT"),
+        (new_job(input={"a": {"__name__": 1}}), 400, "INVALID_INPUT"),  # Firestore-reserved key
+        (new_job(input={"": 1}), 400, "INVALID_INPUT"),
+        (new_job(input={"text": "\ud800"}), 400, "INVALID_INPUT"),  # a lone surrogate
+        (new_job(input={"deep": json.loads("[" * 40 + "]" * 40)}), 400, "INVALID_INPUT"),
         (new_job(pipeline="video"), 403, "FORBIDDEN"),
     ],
 )
@@ -217,6 +226,7 @@ def test_another_services_pipeline_is_403_and_writes_nothing(rt, client):
         ({"type": "stage"}, 400, "INVALID_INPUT"),
         ({"type": "failed"}, 400, "INVALID_INPUT"),
         ({"type": "teleport"}, 400, "INVALID_INPUT"),
+        ({"type": "heartbeat", "usage": {"compute_seconds": -1}}, 400, "INVALID_INPUT"),
         ({"type": "stage", "stage": "requested"}, 403, "FORBIDDEN"),
     ],
 )

@@ -97,7 +97,7 @@ def create_message(service: str, key: str) -> bytes:
         (json.dumps({"v": 1, "service": "clip-render"}).encode(), 400),  # neither create nor report
         (
             json.dumps(
-                {"v": 9, "service": "clip-render", "report": {"jobId": "j", "type": "heartbeat"}}
+                {"v": 9, "service": "clip-render", "report": {"job": {"jobId": "j"}, "type": "heartbeat"}}
             ).encode(),
             400,
         ),
@@ -115,7 +115,11 @@ def test_a_message_that_can_never_apply_is_nacked_for_the_dead_letter_topic_and_
 
 
 def test_a_report_before_its_create_is_nacked_and_a_stale_one_is_acked(rt):
-    report = {"pipeline": "clip_render", "idempotencyKey": "late", "type": "stage", "stage": "rendered"}
+    report = {
+        "job": {"pipeline": "clip_render", "idempotencyKey": "late"},
+        "type": "stage",
+        "stage": "rendered",
+    }
     report_message = json.dumps({"v": 1, "service": "clip-render", "report": report}).encode()
     backwards = json.dumps(
         {"v": 1, "service": "clip-render", "report": {**report, "stage": "rendering"}}

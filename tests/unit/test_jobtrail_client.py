@@ -77,7 +77,7 @@ def test_a_stage_block_reports_start_heartbeats_and_done_in_its_own_span():
     assert kinds[:2] == ["create", "stage"] and kinds[-1] == "stage" and set(kinds[2:-1]) == {"heartbeat"}
     first, last = transport.delivered[1].body, transport.delivered[-1].body
     assert (first["stage"], last["stage"]) == ("rendering", "rendered")
-    assert first["pipeline"] == "clip_render" and first["idempotencyKey"] == "k1"
+    assert first["job"] == {"pipeline": "clip_render", "idempotencyKey": "k1"}
     assert last["usage"]["compute_seconds"] >= 0
     (span,) = exporter.get_finished_spans()
     assert span.name == "stage rendering"
