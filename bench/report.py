@@ -91,6 +91,16 @@ def summarize(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         row("Cloud Monitoring", f"CreateTimeSeries calls per minute, {jobs if jobs is not None else '?'} jobs/min",
             dig(run, "create_time_series_calls_per_minute"),
             f"{dig(run, 'series_per_export')} series per export, per instance" if run else _why_not(report, "monitoring"))  # fmt: skip
+
+    ingest = _result(report, "ingest")
+    row("Ingest", "reports/s on one ingest process", dig(ingest, "ingest", "reports_per_second"),
+        f"{dig(ingest, 'ingest', 'clients')} reporting clients, stages + heartbeats, functions-framework"
+        if ingest else _why_not(report, "ingest"))  # fmt: skip
+    row("Ingest", "report latency p50 / p99 (ms)",
+        _pair(dig(ingest, "ingest", "latency_ms_p50"), dig(ingest, "ingest", "latency_ms_p99")), "")  # fmt: skip
+    row("Ingest", "stage changes/s: reported / worker (same run)",
+        _pair(dig(ingest, "ingest", "stage_changes_per_second"), dig(ingest, "worker", "stage_changes_per_second")),
+        f"ratio {dig(ingest, 'ingest_to_worker_stage_changes_ratio')}")  # fmt: skip
     return rows
 
 

@@ -18,6 +18,7 @@ from services.ingest.models import (
     HeartbeatReport,
     IngestJobCreate,
     JobById,
+    JobByKey,
     ProgressReport,
     RetryReport,
     StageReport,
@@ -31,7 +32,7 @@ from services.pipelines.spec import PipelineSpec
 from services.runtime import Runtime
 from services.telemetry import get_metrics
 from services.telemetry.cost import cost_items
-from services.telemetry.logging import bind_job, get_logger
+from services.telemetry.logging import bind_job, bind_labels, get_logger
 
 log = get_logger(__name__)
 
@@ -80,15 +81,18 @@ def create_job(
     return job, created
 
 
-def find_reported_job(rt: Runtime, report: AnyReport) -> Job:
-    ref = report.job
+def locate_job(rt: Runtime, reporter: Reporter, ref: JobById | JobByKey) -> tuple[str, PipelineSpec]:
+    """The job a report names and its pipeline, once scoped to ``reporter``. By key the pipeline
+    is in the reference and the key document holds the id: one small read, not the job's (the
+    transition reads the job itself, in its transaction)."""
     if isinstance(ref, JobById):
-        return rt.repo.get_job(ref.job_id)
-    get_pipeline(ref.pipeline)
-    job = rt.repo.find_by_idempotency_key(idempotency_key_of(ref.pipeline, ref.idempotency_key))
-    if job is None:
+        job = rt.repo.get_job(ref.job_id)
+        return job.job_id, writable_pipeline(reporter, job.pipeline)
+    spec = writable_pipeline(reporter, ref.pipeline)
+    job_id = rt.repo.job_id_for_key(idempotency_key_of(spec.name, ref.idempotency_key))
+    if job_id is None:
         raise JobNotFound(f"no {ref.pipeline} job has idempotency key {ref.idempotency_key!r}")
-    return job
+    return job_id, spec
 
 
 def _forward_stage(reporter: Reporter, spec: PipelineSpec, stage: str) -> str:
@@ -107,37 +111,40 @@ def _forward_stage(reporter: Reporter, spec: PipelineSpec, stage: str) -> str:
 
 def apply_report(rt: Runtime, reporter: Reporter, report: AnyReport) -> Reported:
     """Apply one report to its job; typed errors for anything the state machine or scope refuses."""
-    job = find_reported_job(rt, report)
-    spec = writable_pipeline(reporter, job.pipeline)
-    with bind_job(job):
+    job_id, spec = locate_job(rt, reporter, report.job)
+    with bind_labels(jobId=job_id, pipeline=spec.name):
         if isinstance(report, HeartbeatReport | ProgressReport):
-            return _heartbeat(rt, job, report)
+            return _heartbeat(rt, job_id, report)
         if isinstance(report, RetryReport):
-            reopened = rt.repo.retry(job.job_id, actor=reporter.actor)
+            reopened = rt.repo.retry(job_id, actor=reporter.actor)
             get_metrics().job_started(spec.name)
             return Reported(reopened, applied=True)
-        transition = _transition_for(reporter, spec, job, report)
-        result = rt.repo.transition(job.job_id, transition)
+        # A success merges its result into what the job already holds: that needs the job.
+        current = rt.repo.get_job(job_id) if isinstance(report, SucceededReport) else None
+        result = rt.repo.transition(job_id, _transition_for(reporter, spec, current, report))
         if result.applied:  # a duplicate's usage was charged with the original
             _charge(rt, result.job, report)
             _record_metrics(spec, result)
         return Reported(result.job, result.applied)
 
 
-def _heartbeat(rt: Runtime, job: Job, report: HeartbeatReport | ProgressReport) -> Reported:
+def _heartbeat(rt: Runtime, job_id: str, report: HeartbeatReport | ProgressReport) -> Reported:
     text = report.message if isinstance(report, ProgressReport) and report.message else None
-    current = rt.repo.heartbeat(job.job_id, progress_text=text)
+    current = rt.repo.heartbeat(job_id, progress_text=text)
     if current.status.is_terminal:
         raise IllegalTransition(
-            f"job {job.job_id} is finished ({current.stage}); only a retry reopens it",
-            jobId=job.job_id,
+            f"job {job_id} is finished ({current.stage}); only a retry reopens it",
+            jobId=job_id,
             stage=current.stage,
         )
     return Reported(current, applied=True)
 
 
 def _transition_for(
-    reporter: Reporter, spec: PipelineSpec, job: Job, report: StageReport | FailedReport | SucceededReport
+    reporter: Reporter,
+    spec: PipelineSpec,
+    current: Job | None,
+    report: StageReport | FailedReport | SucceededReport,
 ) -> Transition:
     if isinstance(report, StageReport):
         return Transition(
@@ -149,7 +156,7 @@ def _transition_for(
             stage,
             actor=reporter.actor,
             message=report.message,
-            fields={"result": {**job.result, **report.result}},
+            fields={"result": {**(current.result if current else {}), **report.result}},
         )
     message = report.message or report.error_code
     return Transition(

@@ -200,8 +200,13 @@ class JobRepository:
         return job, True
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
+        job_id = self.job_id_for_key(key)
+        return self.get_job(job_id) if job_id is not None else None
+
+    def job_id_for_key(self, key: str) -> str | None:
+        """The id of the job created with idempotency key ``key``: one read, not the job's."""
         snap = self.idempotency_ref(key).get()
-        return self.get_job(snap.get("jobId")) if snap.exists else None
+        return str(snap.get("jobId")) if snap.exists else None
 
     def get_job(
         self, job_id: str, transaction: firestore.Transaction | None = None, timeout: float | None = None
