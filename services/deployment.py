@@ -49,12 +49,12 @@ def _secret_var(field: str) -> Need:
     return Need(field, "secret", f"Terraform variable {field} (secret {field.upper()})")
 
 
-def _url_var(field: str) -> Need:
-    return Need(field, "url", f"Terraform variable {field}")
+def _outside_url(field: str, key: str) -> Need:
+    return Need(field, "url", f"Terraform variable outside_urls.{key}")
 
 
 PROJECT = Need("google_cloud_project", "value", "terraform/modules/stack common_env (var.project_id)")
-SUNO_API = _url_var("suno_api_url")
+SUNO_API = _outside_url("suno_api_url", "suno")
 SUNO_KEY = _secret_var("suno_api_key")
 CALLBACK_TOKEN = _generated("suno_callback_token")
 
@@ -67,9 +67,9 @@ NEEDS: dict[str, tuple[Need, ...]] = {
         SUNO_API,
         SUNO_KEY,
         CALLBACK_TOKEN,
-        _url_var("video_source_url"),
-        _url_var("processor_url"),
-        _url_var("instagram_url"),
+        _outside_url("video_source_url", "video_source"),
+        _outside_url("processor_url", "processor"),
+        _outside_url("instagram_url", "instagram"),
         Need("public_base_url", "url", "terraform/modules/stack url_env (the suno_callback service's URL)"),
     ),
     "dlq_analyzer": (PROJECT,),
