@@ -21,7 +21,9 @@ from pydantic import SecretStr
 
 from services.settings import Settings, get_settings
 
-Kind = Literal["secret", "url", "value"]
+# secret: set and not the development default; url: an https URL of a real host; value: set and not
+# the local default; given: present in the environment at all (its default is only right locally).
+Kind = Literal["secret", "url", "value", "given"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,28 @@ def _outside_url(field: str, key: str) -> Need:
     return Need(field, "url", f"Terraform variable outside_urls.{key}")
 
 
+def _common(field: str) -> Need:
+    return Need(field, "given", "terraform/modules/stack common_env")
+
+
+def _catalogue(field: str) -> Need:
+    return Need(field, "given", "terraform/entrypoints.yaml (the service's sizes)")
+
+
 PROJECT = Need("google_cloud_project", "value", "terraform/modules/stack common_env (var.project_id)")
+# What points a service at this project's resources and telemetry; none of the local defaults is
+# right in the cloud, so each must come from the deployment.
+COMMON = (
+    PROJECT,
+    _common("region"),
+    _common("firestore_database"),
+    _common("topic_prefix"),
+    _common("trace_exporter"),
+    _common("metrics_exporter"),
+    _common("log_level"),
+    _catalogue("cpu_allocation"),
+    _catalogue("threads"),
+)
 SUNO_API = _outside_url("suno_api_url", "suno")
 SUNO_KEY = _secret_var("suno_api_key")
 CALLBACK_TOKEN = _generated("suno_callback_token")
@@ -61,9 +84,11 @@ CALLBACK_TOKEN = _generated("suno_callback_token")
 # Per entry point (the functions-framework target, as in terraform/entrypoints.yaml). Every
 # secret listed here is one the catalogue's `secrets:` mounts; a unit test holds them equal.
 NEEDS: dict[str, tuple[Need, ...]] = {
-    "webhook_intake": (PROJECT, _generated("webhook_hmac_secret")),
+    "webhook_intake": (*COMMON, _generated("webhook_hmac_secret")),
     "pipeline_worker": (
-        PROJECT,
+        *COMMON,
+        _catalogue("worker_max_concurrency"),
+        _catalogue("handler_timeout_seconds"),
         SUNO_API,
         SUNO_KEY,
         CALLBACK_TOKEN,
@@ -72,20 +97,33 @@ NEEDS: dict[str, tuple[Need, ...]] = {
         _outside_url("instagram_url", "instagram"),
         Need("public_base_url", "url", "terraform/modules/stack url_env (the suno_callback service's URL)"),
     ),
-    "dlq_analyzer": (PROJECT,),
-    "suno_callback": (PROJECT, CALLBACK_TOKEN),
-    "sweep_stale_jobs": (PROJECT,),
-    "poll_music_jobs": (PROJECT, SUNO_API, SUNO_KEY),
-    "api": (PROJECT, _generated("jwt_secret"), SUNO_API, SUNO_KEY, CALLBACK_TOKEN),
-    "alert_relay": (PROJECT, _generated("alert_relay_token")),
+    "dlq_analyzer": COMMON,
+    "suno_callback": (*COMMON, CALLBACK_TOKEN),
+    "sweep_stale_jobs": COMMON,
+    "poll_music_jobs": (*COMMON, SUNO_API, SUNO_KEY),
+    "api": (
+        *COMMON,
+        _catalogue("sse_max_streams"),
+        _generated("jwt_secret"),
+        SUNO_API,
+        SUNO_KEY,
+        CALLBACK_TOKEN,
+    ),
+    "alert_relay": (
+        *COMMON,
+        _generated("alert_relay_token"),
+        Need("api_base_url", "url", "terraform/modules/stack url_env (the api service's URL)"),
+        Need("alert_channels", "given", "terraform/modules/stack (the chat channels configured)"),
+    ),
 }
 
-# Optional settings that only make sense together (a chat channel needs its token and its chat).
-PAIRS: dict[str, tuple[Need, Need]] = {
-    "alert_relay": (
+# What each chat channel the deployment names in ALERT_CHANNELS needs.
+CHANNEL_NEEDS: dict[str, tuple[Need, ...]] = {
+    "telegram": (
         _secret_var("telegram_bot_token"),
         Need("telegram_chat_id", "value", "Terraform variable telegram_chat_id"),
     ),
+    "slack": (_secret_var("slack_webhook_url"),),
 }
 
 LOOPBACK_HOSTS = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -121,6 +159,8 @@ def _url_problem(url: str) -> str | None:
 
 def problem_of(settings: Settings, need: Need) -> str | None:
     """Why ``need`` is not met by ``settings``, or None. Never quotes a secret's value."""
+    if need.kind == "given":
+        return None if need.field in settings.model_fields_set else "is not set"
     value = _plain(getattr(settings, need.field))
     default = _plain(_default(need.field))
     if not value.strip():
@@ -138,20 +178,14 @@ def problems(settings: Settings, entry_point: str) -> list[str]:
     """Every unmet need of ``entry_point``, one line each, naming the variable and its source."""
     if entry_point not in NEEDS:
         raise KeyError(f"unknown entry point {entry_point!r}; known: {', '.join(sorted(NEEDS))}")
+    needs = list(NEEDS[entry_point])
+    if entry_point == "alert_relay":
+        needs += [need for channel in settings.alert_channels for need in CHANNEL_NEEDS[channel]]
     found = []
-    for need in NEEDS[entry_point]:
+    for need in needs:
         problem = problem_of(settings, need)
         if problem:
             found.append(f"{need.variable} {problem} (set by: {need.terraform})")
-    pair = PAIRS.get(entry_point)
-    if pair:
-        are_set = [bool(_plain(getattr(settings, n.field)).strip()) for n in pair]
-        if any(are_set) and not all(are_set):
-            missing = pair[are_set.index(False)]
-            present = pair[are_set.index(True)]
-            found.append(
-                f"{missing.variable} is not set while {present.variable} is (set by: {missing.terraform})"
-            )
     return found
 
 
@@ -176,7 +210,7 @@ def main(argv: list[str]) -> int:
     for name in entry_points:
         found = problems(settings, name)
         failed = failed or bool(found)
-        print(f"{name}: {'ok' if not found else ''}")
+        print(f"{name}: {len(found)} problem(s)" if found else f"{name}: ok")
         for problem in found:
             print(f"  - {problem}")
     return 1 if failed else 0

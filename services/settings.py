@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     cost_per_gb_egress: float = 0.12
 
     # --- Alerting -----------------------------------------------------------------------------
+    # The chat channels the deployment configured (Terraform): each one's secrets must then be there.
+    alert_channels: list[Literal["telegram", "slack"]] = Field(default_factory=list)
     telegram_api_url: str = "https://api.telegram.org"
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None

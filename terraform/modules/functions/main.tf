@@ -4,7 +4,8 @@ locals {
   # other's address without a dependency cycle.
   urls      = { for key, name in local.service_names : key => "https://${name}-${data.google_project.this.number}.${var.region}.run.app" }
   audiences = { for key, name in local.service_names : key => "jobtrail/${name}" }
-  url_env   = { for env_name, key in var.url_env : env_name => local.urls[key] }
+  # Per service: its variables that carry another service's URL.
+  url_env = { for service, vars in var.url_env : service => { for env_name, key in vars : env_name => local.urls[key] } }
 }
 
 data "google_project" "this" {
@@ -102,7 +103,7 @@ resource "google_cloud_run_v2_service" "this" {
         # up to `concurrency` requests at once: they must agree, or requests queue inside the instance.
         for_each = merge(
           var.common_env,
-          local.url_env,
+          lookup(local.url_env, each.key, {}),
           { THREADS = tostring(each.value.concurrency), CPU_ALLOCATION = each.value.cpu_allocation },
           lookup(var.service_env, each.key, {}),
           each.value.env,

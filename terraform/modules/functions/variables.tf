@@ -86,8 +86,8 @@ variable "service_env" {
 }
 
 variable "url_env" {
-  description = "Environment variables that carry another service's URL: variable name -> service key (e.g. API_BASE_URL = \"api\")."
-  type        = map(string)
+  description = "Per service, the environment variables that carry another service's URL: variable name -> service key (e.g. alert_relay = { API_BASE_URL = \"api\" })."
+  type        = map(map(string))
   default     = {}
 }
 

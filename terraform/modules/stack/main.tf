@@ -52,21 +52,28 @@ locals {
   service_env = {
     for name, svc in local.services : name => merge(
       merge([for outside in try(svc.outside, []) : local.outside_env[outside]]...),
-      name == "alert_relay" && var.telegram_chat_id != null ? { TELEGRAM_CHAT_ID = var.telegram_chat_id } : {},
+      name == "alert_relay" ? merge(
+        { ALERT_CHANNELS = jsonencode([for channel, on in { telegram = local.chat_secrets.TELEGRAM_BOT_TOKEN, slack = local.chat_secrets.SLACK_WEBHOOK_URL } : channel if on]) },
+        var.telegram_chat_id != null ? { TELEGRAM_CHAT_ID = var.telegram_chat_id } : {},
+      ) : {},
     )
   }
 
-  common_env = {
-    ENVIRONMENT          = "cloud"
-    GOOGLE_CLOUD_PROJECT = var.project_id
-    REGION               = var.region
-    FIRESTORE_DATABASE   = module.firestore.database
-    COLLECTION_PREFIX    = var.collection_prefix
-    TOPIC_PREFIX         = var.prefix
-    TRACE_EXPORTER       = "gcp"
-    METRICS_EXPORTER     = "gcp"
-    LOG_LEVEL            = var.log_level
-  }
+  # Every one of these is required in the cloud (services/deployment.py); COLLECTION_PREFIX only
+  # where the project holds more than one environment.
+  common_env = merge(
+    {
+      ENVIRONMENT          = "cloud"
+      GOOGLE_CLOUD_PROJECT = var.project_id
+      REGION               = var.region
+      FIRESTORE_DATABASE   = module.firestore.database
+      TOPIC_PREFIX         = var.prefix
+      TRACE_EXPORTER       = "gcp"
+      METRICS_EXPORTER     = "gcp"
+      LOG_LEVEL            = var.log_level
+    },
+    var.collection_prefix != "" ? { COLLECTION_PREFIX = var.collection_prefix } : {},
+  )
 }
 
 module "iam" {
@@ -150,16 +157,17 @@ module "firestore" {
 }
 
 module "functions" {
-  source              = "../functions"
-  project_id          = var.project_id
-  region              = var.region
-  prefix              = var.prefix
-  services            = local.services
-  service_accounts    = { for name in keys(local.services) : name => module.iam.emails[name] }
-  secret_ids          = module.secrets.secret_ids
-  common_env          = local.common_env
-  service_env         = local.service_env
-  url_env             = { API_BASE_URL = "api", PUBLIC_BASE_URL = "suno_callback" }
+  source           = "../functions"
+  project_id       = var.project_id
+  region           = var.region
+  prefix           = var.prefix
+  services         = local.services
+  service_accounts = { for name in keys(local.services) : name => module.iam.emails[name] }
+  secret_ids       = module.secrets.secret_ids
+  common_env       = local.common_env
+  service_env      = local.service_env
+  # Suno calls back the callback service; alert messages link jobs to the API's pages.
+  url_env             = { pipeline_worker = { PUBLIC_BASE_URL = "suno_callback" }, alert_relay = { API_BASE_URL = "api" } }
   placeholder_image   = var.placeholder_image
   deletion_protection = var.deletion_protection
   labels              = local.labels

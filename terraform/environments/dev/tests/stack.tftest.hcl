@@ -110,7 +110,7 @@ run "services_are_least_privilege_and_guarded" {
 
   assert {
     condition = alltrue([
-      for s in output.stack.services : length(setsubtract(["GOOGLE_CLOUD_PROJECT", "TOPIC_PREFIX", "COLLECTION_PREFIX", "TRACE_EXPORTER", "METRICS_EXPORTER", "THREADS"], s.env_names)) == 0
+      for s in output.stack.services : length(setsubtract(["GOOGLE_CLOUD_PROJECT", "TOPIC_PREFIX", "TRACE_EXPORTER", "METRICS_EXPORTER", "THREADS"], s.env_names)) == 0
     ])
     error_message = "Every service needs the settings that point it at this project."
   }
