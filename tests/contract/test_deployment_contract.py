@@ -66,9 +66,9 @@ def cloud_environment(service: ServiceEnv, emulator_hosts: dict[str, str]) -> di
 def started(service: ServiceEnv, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``functions-framework`` serving the entry point as Cloud Run runs it; stopped with its group."""
     port = free_port()
+    command = [FUNCTIONS_FRAMEWORK, "--target", service.entry_point, "--source", service.source]
     proc = subprocess.Popen(
-        [FUNCTIONS_FRAMEWORK, "--target", service.entry_point, "--source", service.source]
-        + ["--host", "127.0.0.1", "--port", str(port)],
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO,
         env={**env, "PORT": str(port)},
         stdout=subprocess.PIPE,
