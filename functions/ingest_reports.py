@@ -3,8 +3,12 @@
 import flask
 import functions_framework
 
+from services.deployment import require_deployment
 from services.ingest.push import handle_ingest_push
 from services.runtime import get_runtime
+
+# In the cloud, refuse to start (Cloud Run fails the revision) without what the deployment must set.
+require_deployment("ingest_reports")
 
 
 @functions_framework.http
