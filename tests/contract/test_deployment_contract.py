@@ -137,6 +137,15 @@ def one_real_request(entry_point: str, url: str, env: dict[str, str]) -> request
         # A message naming a job that does not exist: looked up in Firestore, acknowledged.
         subscription = "video-worker" if entry_point == "pipeline_worker" else "video-dlq-analyzer"
         return requests.post(url, json=push(f"job_{uuid.uuid4().hex}", subscription), timeout=30)
+    if entry_point == "ingest_reports":
+        # A report on a job that does not exist (yet): looked up in Firestore, nacked for later.
+        report = {"job": {"jobId": f"job_{uuid.uuid4().hex}"}, "type": "heartbeat"}
+        data = json.dumps({"v": 1, "service": "clip-render", "report": report}).encode()
+        envelope = {
+            "message": {"data": base64.b64encode(data).decode(), "messageId": uuid.uuid4().hex},
+            "subscription": "projects/p/subscriptions/ingest-reports-push",
+        }
+        return requests.post(url, json=envelope, timeout=30)
     if entry_point in ("sweep_stale_jobs", "poll_music_jobs"):
         return requests.post(url, timeout=60)
     if entry_point == "api":
@@ -153,6 +162,7 @@ EXPECTED_STATUS = {
     "webhook_intake": 202,
     "pipeline_worker": 200,
     "dlq_analyzer": 200,
+    "ingest_reports": 404,
     "sweep_stale_jobs": 200,
     "poll_music_jobs": 200,
     "api": 200,
