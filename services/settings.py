@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # --- Intake -------------------------------------------------------------------------------
     webhook_hmac_secret: SecretStr = SecretStr("dev-webhook-secret")
     max_body_bytes: int = 64 * 1024
+    # A duplicate delivery republishes a job never taken by the worker only once the job is older
+    # than this: by then the first request has published (its publish gives up after 30 s) or died.
+    intake_republish_after_seconds: float = Field(45.0, gt=0)
 
     # --- External services (fakes on loopback locally) ----------------------------------------
     video_source_url: str = "http://127.0.0.1:8090/video"
