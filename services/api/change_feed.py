@@ -1,7 +1,7 @@
 """The instance's change feed: one thread tails the jobs collection on ``updatedAt`` while at least
 one stream is open, and hands each batch of changed jobs to the broadcaster (services/api/stream.py).
 
-Why a tail query (see docs/decisions/0008-change-feed.md for the measurements): its cost is one
+Why a tail query (see docs/decisions/0009-change-feed.md for the measurements): its cost is one
 small query per tick plus one document read per change, whatever the number of jobs or clients,
 and it needs nothing running between requests (Cloud Run may throttle the CPU of an instance with
 no request in flight; the feed runs only while streams, i.e. requests, are open).

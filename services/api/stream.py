@@ -11,7 +11,7 @@
   Under gunicorn (what Cloud Run runs) the feed's thread writes it to the client's socket itself,
   framed as gunicorn frames the body, with a non-blocking send; the stream's own thread sleeps and
   only wakes to finish a write the socket did not take at once, for heartbeats, and to end. Waking
-  a thousand threads per tick instead cost more than everything else together (ADR 0008).
+  a thousand threads per tick instead cost more than everything else together (ADR 0009).
 - Event ids are feed cursors, ``<updatedAt in µs>-<jobId>``. A reconnecting browser sends
   Last-Event-ID (or ``?lastEventId=`` when the page reopens the stream itself); the jobs changed
   since are read from Firestore, so the reconnect may land on any instance. An id that is not a
@@ -26,7 +26,7 @@
 Auth: the usual headers, or, for EventSource (which cannot send headers), ``?ticket=``: a one-time
 ticket from POST /api/stream/tickets (services/api/stream_tickets.py), so no bearer token is ever
 put in a URL. The ticket is removed from the request before tracing or logging sees the URL
-(``_hide_ticket``) all the same; see docs/decisions/0006-live-dashboard.md and 0008-change-feed.md.
+(``_hide_ticket``) all the same; see docs/decisions/0006-live-dashboard.md and 0009-change-feed.md.
 """
 
 from __future__ import annotations
