@@ -39,6 +39,7 @@ import secrets
 import select
 import signal
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -608,7 +609,11 @@ def stream() -> flask.Response:
     filters = StreamFilters.parse(flask.request.args)
     last_event_id = flask.request.headers.get("Last-Event-ID") or flask.request.args.get("lastEventId")
     environ = flask.request.environ
-    served_by_gunicorn = isinstance(environ.get("gunicorn.socket"), socket.socket)
+    # Not over TLS: an SSL socket takes no send flags (Cloud Run terminates TLS in front anyway).
+    gunicorn_socket = environ.get("gunicorn.socket")
+    served_by_gunicorn = isinstance(gunicorn_socket, socket.socket) and not isinstance(
+        gunicorn_socket, ssl.SSLSocket
+    )
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     # gunicorn frames an HTTP/1.1 body in chunks and an HTTP/1.0 one not at all; the feed writes
     # to the socket itself only where it knows the framing (gunicorn: what Cloud Run runs).
