@@ -7,8 +7,7 @@ and it needs nothing running between requests (Cloud Run may throttle the CPU of
 no request in flight; the feed runs only while streams, i.e. requests, are open).
 
 - **Tail.** Every ``sse_poll_seconds`` (``sse_batch_seconds`` after a read that found changes, so
-  a busy feed writes one batch per client per tick, not one frame per change; and never sooner
-  than twice the last tick's read time, so a slow store is asked less often):
+  a busy feed writes one batch per client per tick, not one frame per change):
   ``updatedAt > cursor order by updatedAt, __name__``. The cursor (updatedAt, jobId) only moves
   forward. Several pages in a row when a burst fills one.
 - **Sweep for late commits.** ``updatedAt`` is the writer's clock when it planned the change, not
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,8 +43,6 @@ PAGE_SIZE = 500
 # changes a second); a job forgotten and then swept is sent once more, which the page ignores.
 REMEMBERED_JOBS = 20_000
 RETRY_AFTER_ERROR_SECONDS = 1.0
-# The feed waits at least this many times as long as its last tick's reads took.
-READ_SHARE_FACTOR = 2.0
 
 
 @dataclass(frozen=True, order=True)
@@ -196,17 +192,9 @@ class ChangeFeed:
             self._sent.popitem(last=False)
         return out
 
-    def pause_after(self, found: int, read_seconds: float) -> float:
-        """Seconds until the next tick. Never less than twice what the last tick's reads took: a
-        store that slows down under load is asked less often, not more (no effect while reads
-        take a fraction of the interval, as Firestore's do)."""
-        interval = self.settings.sse_batch_seconds if found else self.settings.sse_poll_seconds
-        return max(interval, READ_SHARE_FACTOR * read_seconds)
-
     def run(self, wanted: Callable[[], bool], stopped: threading.Event) -> None:
         """Tick until nobody wants the feed (no stream open) or ``stopped`` is set."""
         while wanted() and not stopped.is_set():
-            started = time.monotonic()
             try:
                 found = self.poll()
             except Exception:
@@ -215,4 +203,4 @@ class ChangeFeed:
                 log.warning("change feed read failed; retrying", exc_info=True)
                 stopped.wait(RETRY_AFTER_ERROR_SECONDS)
                 continue
-            stopped.wait(self.pause_after(found, time.monotonic() - started))
+            stopped.wait(self.settings.sse_batch_seconds if found else self.settings.sse_poll_seconds)

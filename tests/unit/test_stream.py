@@ -473,13 +473,6 @@ def test_a_burst_larger_than_a_page_is_read_in_one_tick(
     assert feed.poll() == 8 and [c.job.job_id for c in sent] == [f"job_{i}" for i in range(8)]
 
 
-def test_a_slow_store_is_asked_less_often(settings: Settings, source: FakeJobs):
-    feed, _ = feed_over(source, settings, ManualClock(T0))
-    assert feed.pause_after(0, 0.001) == settings.sse_poll_seconds  # a quick read: the usual pace
-    assert feed.pause_after(3, 0.001) == settings.sse_batch_seconds  # changes: wait for a batch
-    assert feed.pause_after(3, 0.2) == 0.4  # reads that took 200 ms: twice that before the next
-
-
 def test_a_failing_read_keeps_the_streams_and_is_retried(broadcaster: Broadcaster, source: FakeJobs):
     client = connect(broadcaster, ADMIN)
     source.failing = True
