@@ -55,56 +55,60 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 
 
 class LocalBackend:
-    """The service functions themselves, as an admin principal named after the OS user."""
+    """The read layer and the control plane themselves, as an admin principal named after the OS
+    user: the same functions the API's routes call."""
 
     def __init__(self, settings: Settings) -> None:
-        from services.api.routing import Call
-        from services.auth import Principal, PrincipalKind, Role
+        from services.auth.principal import Principal, PrincipalKind, Role
         from services.clients import Clients
         from services.runtime import Runtime
 
         self.rt = Runtime(settings, Clients(settings))
-        self.call = Call(
-            rt=self.rt, principal=Principal(f"cli-{getpass.getuser()}", Role.ADMIN, PrincipalKind.MACHINE)
-        )
+        self.principal = Principal(f"cli-{getpass.getuser()}", Role.ADMIN, PrincipalKind.MACHINE)
 
     def list_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
-        from services.api import jobs
-        from services.api.queries import JobListQuery
+        from services.reads.jobs import search_jobs
+        from services.reads.queries import JobListQuery
 
-        return _dump(jobs.list_jobs(call=self.call, query=JobListQuery.model_validate(params)))
+        return _dump(search_jobs(self.rt, self.principal, JobListQuery.model_validate(params)))
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.reads.jobs import job_detail
 
-        return _dump(jobs.get_job(call=self.call, job_id=job_id))
+        return _dump(job_detail(self.rt, self.principal, job_id))
 
     def get_events(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.reads.jobs import job_timeline
 
-        return _dump(jobs.get_job_events(call=self.call, job_id=job_id))
+        return _dump(job_timeline(self.rt, self.principal, job_id))
 
     def retry(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.control import retry_job
+        from services.reads.jobs import detail_of, visible_job
 
-        return _dump(jobs.retry(call=self.call, job_id=job_id)[0])
+        visible_job(self.rt, self.principal, job_id)
+        return _dump(detail_of(self.rt, retry_job(self.rt, job_id, actor=self.principal.actor)))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.control import cancel_job
+        from services.reads.jobs import detail_of, visible_job
 
-        return _dump(jobs.cancel(call=self.call, job_id=job_id)[0])
+        visible_job(self.rt, self.principal, job_id)
+        return _dump(detail_of(self.rt, cancel_job(self.rt, job_id, actor=self.principal.actor)))
 
     def list_dead_letters(self, params: dict[str, Any]) -> dict[str, Any]:
-        from services.api import dlq
-        from services.api.queries import DeadLetterQuery
+        from services.reads.dead_letters import dead_letters
+        from services.reads.queries import DeadLetterQuery
 
-        return _dump(dlq.list_dead_letters(call=self.call, query=DeadLetterQuery.model_validate(params)))
+        return _dump(dead_letters(self.rt, self.principal, DeadLetterQuery.model_validate(params)))
 
     def replay_one(self, body: dict[str, Any]) -> dict[str, Any]:
-        from services.api import dlq
-        from services.api.schemas import ReplayRequest
+        from services.control import replay_job
 
-        return _dump(dlq.replay(call=self.call, body=ReplayRequest.model_validate(body)))
+        execution_id = body.get("executionId")
+        job_id = self.rt.repo.get_execution(execution_id).job_id if execution_id else body["jobId"]
+        job = replay_job(self.rt, job_id, actor=self.principal.actor, execution_id=execution_id)
+        return {"mode": "single", "matched": 1, "replayed": 1, "skipped": 0, "failed": 0, "jobId": job.job_id}
 
     def replay_bulk(
         self, flt: dict[str, Any], limit: int, page_size: int, progress: Progress
@@ -114,7 +118,7 @@ class LocalBackend:
         report = replay_dead_letters(
             self.rt,
             DeadLetterFilter.model_validate(flt),
-            actor=self.call.principal.actor,
+            actor=self.principal.actor,
             limit=limit,
             page_size=page_size,
             on_progress=lambda r: progress(r.processed, r.matched),
@@ -122,19 +126,21 @@ class LocalBackend:
         return asdict(report)
 
     def queues(self) -> dict[str, Any]:
-        from services.api import admin
+        from services.reads.queues import queue_list
 
-        return _dump(admin.get_queues(call=self.call))
+        return _dump(queue_list(self.rt, self.principal))
 
     def pause(self, name: str) -> dict[str, Any]:
-        from services.api import admin
+        from services.control import pause_queue
+        from services.reads.queues import queue_changed
 
-        return _dump(admin.pause(call=self.call, name=name))
+        return _dump(queue_changed(self.rt, pause_queue(self.rt, name, actor=self.principal.actor)))
 
     def resume(self, name: str) -> dict[str, Any]:
-        from services.api import admin
+        from services.control import resume_queue
+        from services.reads.queues import queue_changed
 
-        return _dump(admin.resume(call=self.call, name=name))
+        return _dump(queue_changed(self.rt, resume_queue(self.rt, name, actor=self.principal.actor)))
 
     def sweep(self) -> dict[str, Any]:
         from services import sweeper

@@ -21,10 +21,20 @@ from services.runtime import Runtime, get_runtime
 
 log = logging.getLogger("jobtrail.api")
 
-CORE_BLUEPRINTS = (jobs.bp, logs.bp, summary.bp, admin.bp, dlq.bp, audit.bp, stream_tickets.bp, openapi.bp)
-# Blueprints that need the runtime in their options: Music Clips (seed 002's routes), the live
-# stream (/api/stream) and the dashboard page (/).
-RUNTIME_BLUEPRINTS = (music_clips_blueprint, stream_blueprint, dashboard_blueprint)
+CORE_BLUEPRINTS = (
+    jobs.bp,
+    logs.bp,
+    summary.bp,
+    admin.bp,
+    dlq.bp,
+    audit.bp,
+    stream_tickets.bp,
+    music_clips_blueprint,
+    openapi.bp,
+)
+# Blueprints that need the runtime in their options: the live stream (/api/stream) and the
+# dashboard page (/).
+RUNTIME_BLUEPRINTS = (stream_blueprint, dashboard_blueprint)
 
 
 def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Blueprint] = ()) -> flask.Flask:
@@ -50,6 +60,14 @@ def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Bl
     return app
 
 
+def http_error_response(exc: HTTPException) -> flask.Response:
+    """Werkzeug's own errors (no route, wrong method) as the JSON body every other error has."""
+    code = (exc.name or "error").upper().replace(" ", "_")
+    body = {"success": False, "ok": False, "error": code, "message": exc.description or exc.name}
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return json_response(body, exc.code or 500, headers)
+
+
 def _register_error_handlers(app: flask.Flask) -> None:
     @app.errorhandler(JobtrailError)
     def typed_error(exc: JobtrailError) -> flask.Response:
@@ -58,13 +76,7 @@ def _register_error_handlers(app: flask.Flask) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="jobtrail"'
         return response
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> flask.Response:
-        code = (exc.name or "error").upper().replace(" ", "_")
-        body = {"success": False, "ok": False, "error": code, "message": exc.description or exc.name}
-        status = exc.code or 500
-        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return json_response(body, status, headers)
+    app.register_error_handler(HTTPException, http_error_response)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> flask.Response:

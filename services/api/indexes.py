@@ -1,6 +1,6 @@
 """Which composite indexes the API's queries need, derived from the queries themselves.
 
-Each query shape (services/api/queries.py) is built as a real Firestore query and read back from
+Each query shape (services/reads/queries.py) is built as a real Firestore query and read back from
 its protobuf: equality filters, range filters, orders, aggregated fields. From that follows the
 index Firestore needs: equality fields (any order), then the sort fields with their directions,
 then an aggregated field. The emulator never enforces indexes, so this is how tests know.
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.api import queries
 from services.jobs.repository import JobRepository, QuerySpec
+from services.reads import queries
 from services.settings import Settings
 
 INDEXES_FILE = Path(__file__).resolve().parents[2] / "infra" / "firestore.indexes.json"

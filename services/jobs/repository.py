@@ -86,7 +86,7 @@ class TransitionResult:
 
 @dataclass(frozen=True)
 class QuerySpec:
-    """One filtered, ordered page of a collection, as the API builds it (services/api/queries.py).
+    """One filtered, ordered page of a collection, as the read layer builds it (services/reads/queries.py).
 
     Every shape the API can build has a composite index in infra/firestore.indexes.json; a unit
     test builds each one and checks, since the emulator does not enforce indexes.

@@ -21,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from services.errors import JobNotFound, JobtrailError, TransitionConflict
 from services.external.resilience import ExternalError
 from services.external.suno import SunoCallback, SunoRecord
-from services.jobs.models import Job, JobError, build_job, heartbeat_of
+from services.jobs.models import JOB_ID_PATTERN, Job, JobError, build_job, heartbeat_of
 from services.jobs.state_machine import Transition
 from services.music_clips.config import suno_callback_url
 from services.pipelines.music_clips import CALLBACK_URL_MESSAGE, CALLBACK_URL_NOT_CONFIGURED, MUSIC_CLIPS
@@ -51,10 +51,11 @@ class RunOnceRequest(BaseModel):
     """Version 1 of runOnce's (optional) body. The channel's own settings would fill these; until
     channels are stored, the caller may pass them."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    # Strict: the JSON types the schema names, no coercion (0 is not false).
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", strict=True)
 
     v: int = Field(1, ge=1, le=1)
-    user_id: str | None = Field(None, max_length=128)
+    user_id: str | None = Field(None, pattern=JOB_ID_PATTERN, max_length=128)
     prompt: str = Field("", max_length=3000)
     style: str = Field("", max_length=200)
     title: str = Field("", max_length=80)
