@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     api_key_hashes: dict[str, str] = Field(
         default_factory=dict, description="sha256 hex of an API key -> principal name (role admin)."
     )
+    # Identity-Aware Proxy in front of the API: the audience of its signed header
+    # (/projects/NUMBER/global/backendServices/ID, or /projects/NUMBER/locations/REGION/services/NAME
+    # for IAP on Cloud Run). Unset: the header is ignored and only bearer JWTs and API keys sign in.
+    iap_audience: str | None = None
+    iap_jwks_url: str = "https://www.gstatic.com/iap/verify/public_key-jwk"
+    # People IAP signs in who are admins here (case-insensitive); everyone else IAP admits is a user.
+    iap_admin_emails: list[str] = Field(default_factory=list)
 
     # --- Telemetry ----------------------------------------------------------------------------
     trace_exporter: Literal["none", "console", "memory", "gcp"] = "none"

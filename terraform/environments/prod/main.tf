@@ -26,4 +26,7 @@ module "stack" {
   slack_auth_token        = var.slack_auth_token
   telegram_chat_id        = var.telegram_chat_id
   webhook_invoker_members = var.webhook_invoker_members
+
+  # People sign in to the API and its page with Google (Identity-Aware Proxy).
+  iap = { enabled = true, members = var.iap_members, admin_emails = var.iap_admin_emails }
 }

@@ -88,6 +88,9 @@ resource "google_cloud_run_v2_service" "this" {
   custom_audiences     = [local.audiences[each.key]]
   labels               = merge(var.labels, { entry_point = each.key })
 
+  # Identity-Aware Proxy signs people in before any request reaches the service (stack/iap.tf).
+  iap_enabled = each.value.iap
+
   # Terraform's first deploy builds the function from the archive; later code goes out through
   # Cloud Build (tagged revision, smoke test, traffic move), which is why these are ignored below.
   build_config {

@@ -109,7 +109,7 @@ module "functions" {
   project_id               = var.project_id
   region                   = var.region
   prefix                   = var.prefix
-  services                 = local.services
+  services                 = local.services_behind_iap
   service_accounts         = { for name in keys(local.services) : name => module.iam.emails[name] }
   build_service_account_id = module.iam.ids["builder"]
   source_dir               = local.repo_root

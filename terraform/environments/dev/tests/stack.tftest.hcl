@@ -163,3 +163,17 @@ run "a_prefix_too_long_for_account_ids_is_refused" {
 
   expect_failures = [var.prefix]
 }
+
+run "identity_aware_proxy_is_off_unless_switched_on" {
+  command = apply
+
+  assert {
+    condition     = !output.stack.iap.enabled && alltrue([for s in output.stack.services : !s.iap_enabled]) && length(output.stack.iap.members) == 0
+    error_message = "Without the switch no service is behind IAP and nobody is granted IAP access."
+  }
+
+  assert {
+    condition     = !contains(output.stack.services["api"].env_names, "IAP_AUDIENCE")
+    error_message = "Without IAP the API is not told an IAP audience (the header then signs nobody in)."
+  }
+}
