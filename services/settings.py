@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     iap_jwks_url: str = "https://www.gstatic.com/iap/verify/public_key-jwk"
     # People IAP signs in who are admins here (case-insensitive); everyone else IAP admits is a user.
     iap_admin_emails: list[str] = Field(default_factory=list)
+    # One-time login codes (the local stack's sign-in link): how long a code may wait to be used,
+    # and how long the session token it is traded for lasts.
+    login_code_seconds: float = Field(300.0, gt=0, le=3600)
+    login_session_seconds: int = Field(8 * 3600, ge=60, le=7 * 86400)
 
     # --- Telemetry ----------------------------------------------------------------------------
     trace_exporter: Literal["none", "console", "memory", "gcp"] = "none"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import flask
 from werkzeug.exceptions import HTTPException
 
-from services.api import admin, audit, dlq, jobs, logs, openapi, stream_tickets, summary
+from services.api import admin, audit, dlq, jobs, logs, openapi, session, stream_tickets, summary
 from services.api.dashboard import dashboard_blueprint
 from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import stream_blueprint
@@ -29,6 +29,7 @@ CORE_BLUEPRINTS = (
     dlq.bp,
     audit.bp,
     stream_tickets.bp,
+    session.bp,
     music_clips_blueprint,
     openapi.bp,
 )

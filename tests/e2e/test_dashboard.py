@@ -260,3 +260,22 @@ def api_timeline(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
     )
     response.raise_for_status()
     return list(response.json()["stages"])
+
+
+def test_the_sign_in_link_signs_in_once_and_leaves_no_code_in_the_url(stack, browser):
+    link = stack.login_link("linda", "admin")
+    assert "#login=" in link and "eyJ" not in link  # a code, not a JWT
+    first = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    first.goto(link)
+    expect(first.locator("#live")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+    expect(first.locator("#who-name")).to_have_text("linda")
+    assert "login=" not in first.url
+    first.screenshot(path=ARTIFACTS / "signed-in-by-link.png")
+
+    second = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    second.goto(link)
+    expect(second.locator("#login")).to_be_visible()
+    expect(second.locator("#login-error")).to_contain_text("already used or has expired")
+    expect(second.locator("#app")).to_be_hidden()
+    first.context.close()
+    second.context.close()

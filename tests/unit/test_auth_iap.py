@@ -90,6 +90,8 @@ def iap(token: str) -> dict[str, str]:
 
 def test_a_valid_assertion_signs_in_a_user_and_a_listed_email_as_admin(client):
     assert client.get(SIGNED_IN_PROBE, headers=iap(assertion())).status_code == 404
+    me = client.get("/api/auth/me", headers=iap(assertion("Ops@Example.com")))
+    assert me.status_code == 200 and (me.json["subject"], me.json["role"]) == ("ops@example.com", "admin")
     as_user = client.post(ADMIN_PROBE, headers=iap(assertion("alice@example.com")))
     assert as_user.status_code == 403 and as_user.json["error"] == "FORBIDDEN"
     as_admin = client.post(ADMIN_PROBE, headers=iap(assertion("ops@example.com")))
