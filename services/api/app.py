@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import flask
 from werkzeug.exceptions import HTTPException
 
-from services.api import admin, audit, dlq, jobs, logs, openapi, session, stream_tickets, summary
+from services.api import admin, audit, bulk, dlq, jobs, logs, openapi, session, stream_tickets, summary
 from services.api.dashboard import dashboard_blueprint
 from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import stream_blueprint
@@ -22,6 +22,7 @@ from services.runtime import Runtime, get_runtime
 log = logging.getLogger("jobtrail.api")
 
 CORE_BLUEPRINTS = (
+    bulk.bp,
     jobs.bp,
     logs.bp,
     summary.bp,

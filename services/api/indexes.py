@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services import bulk
 from services.jobs.repository import JobRepository, QuerySpec
 from services.reads import queries
 from services.settings import Settings
@@ -125,6 +126,8 @@ def api_needs(repo: JobRepository) -> list[IndexNeed]:
         add("audit", spec)
     for spec, is_aggregation in queries.dead_letter_shapes():
         add("jobs", spec, aggregation=is_aggregation)
+    for spec in bulk.count_shapes():
+        add("jobs", spec, aggregation=True)
     for collection, spec, aggregated in queries.summary_shapes():
         add(collection, spec, aggregated, aggregation=True)
     return needs

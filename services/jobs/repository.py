@@ -337,6 +337,22 @@ class JobRepository:
     def request_cancel(self, job_id: str) -> None:
         self.job_ref(job_id).update({"cancelRequested": True, "updatedAt": self.clock()})
 
+    def request_cancel_once(self, job_id: str) -> bool:
+        """Ask a running job to stop, unless it already finished or was asked: True for the one
+        caller (of any number at once) that asked."""
+        ref = self.job_ref(job_id)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            job = self.get_job(job_id, transaction)
+            if job.cancel_requested or job.status.is_terminal:
+                return False
+            transaction.update(ref, {"cancelRequested": True, "updatedAt": self.clock()})
+            return True
+
+        result: bool = run(self.db.transaction())
+        return result
+
     def list_events(self, job_id: str) -> list[JobEvent]:
         docs = self.events_ref(job_id).order_by("seq").get()
         return [JobEvent.model_validate(d.to_dict()) for d in docs]

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from services.errors import JobNotFound, JobtrailError, TransitionConflict
@@ -51,15 +51,14 @@ class RunOnceRequest(BaseModel):
     """Version 1 of runOnce's (optional) body. The channel's own settings would fill these; until
     channels are stored, the caller may pass them."""
 
-    # Strict: the JSON types the schema names, no coercion (0 is not false).
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", strict=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     v: int = Field(1, ge=1, le=1)
     user_id: str | None = Field(None, pattern=JOB_ID_PATTERN, max_length=128)
     prompt: str = Field("", max_length=3000)
     style: str = Field("", max_length=200)
     title: str = Field("", max_length=80)
-    instrumental: bool = False
+    instrumental: StrictBool = Field(False, description="true or false (0 and 1 are not booleans)")
 
 
 def _fail_at_intake(rt: Runtime, job: Job, code: str, message: str, *, retryable: bool) -> Job:
