@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     jobtrail_token: SecretStr | None = Field(None, description="The CLI's bearer JWT for that API.")
     jobtrail_api_key: SecretStr | None = Field(None, description="Or the CLI's API key for it.")
 
+    # --- A job's log lines (GET /api/jobs/{jobId}/logs/stream, services/reads/job_logs.py) -------
+    # "files": the JSON log files of the local stack in job_log_dir; "cloud": Cloud Logging, by
+    # labels.jobId (the API's account needs roles/logging.viewer); "none": the page links out only.
+    job_log_source: Literal["none", "files", "cloud"] = "none"
+    job_log_dir: str | None = None
+    # How often a followed job's logs are read again. Cloud Logging's entries.list allows 60 reads
+    # a minute per project, so the cloud source polls slower (docs/decisions/0009).
+    job_log_poll_seconds: float = Field(0.5, gt=0)
+    cloud_log_poll_seconds: float = Field(5.0, ge=1)
+    # A job's log stream ends this long after the job finished and no line came.
+    job_log_linger_seconds: float = Field(5.0, ge=0)
+    job_log_max_streams: int = Field(20, ge=1)
+
     # --- Live stream (GET /api/stream, services/api/stream.py) ----------------------------------
     # Comments this often keep proxies and load balancers from closing an idle stream.
     sse_heartbeat_seconds: float = Field(15.0, gt=0)

@@ -94,6 +94,9 @@ class LocalStack:
             "TRACE_EXPORTER": "none",
             "METRICS_EXPORTER": "prometheus",
             "PYTHONUNBUFFERED": "1",
+            # The job page's live log lines: the API reads the other processes' JSON logs here.
+            "JOB_LOG_SOURCE": "files",
+            "JOB_LOG_DIR": str(self.log_dir.resolve()),
             # functions-framework's thread count; each open dashboard stream holds one (api).
             "THREADS": "64",
             **(extra_env or {}),

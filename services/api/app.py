@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from services.api import admin, audit, bulk, dlq, jobs, logs, openapi, session, stream_tickets, summary
 from services.api.dashboard import dashboard_blueprint
+from services.api.job_logs import job_logs_blueprint
 from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import stream_blueprint
 from services.auth import SETTINGS_EXTENSION, check_auth_settings
@@ -34,9 +35,9 @@ CORE_BLUEPRINTS = (
     music_clips_blueprint,
     openapi.bp,
 )
-# Blueprints that need the runtime in their options: the live stream (/api/stream) and the
-# dashboard page (/).
-RUNTIME_BLUEPRINTS = (stream_blueprint, dashboard_blueprint)
+# Blueprints that need the runtime in their options: the live stream (/api/stream), a job's live
+# log lines (/api/jobs/<jobId>/logs/stream) and the pages (/, /jobs/<jobId>).
+RUNTIME_BLUEPRINTS = (stream_blueprint, job_logs_blueprint, dashboard_blueprint)
 
 
 def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Blueprint] = ()) -> flask.Flask:

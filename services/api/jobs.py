@@ -7,9 +7,11 @@ from services.control import cancel_job, retry_job
 from services.jobs.models import JOB_ID_PATTERN
 from services.pipelines.spec import JobStatus
 from services.reads.jobs import (
+    JobOverview,
     detail_of,
     job_detail,
     job_executions,
+    job_overview,
     job_timeline,
     search_jobs,
     visible_job,
@@ -57,6 +59,19 @@ def get_job_events(call: Call, job_id: str) -> Timeline:
 )
 def get_job_executions(call: Call, job_id: str) -> JobExecutions:
     return job_executions(call.rt, call.principal, job_id)
+
+
+@bp.operation(
+    "GET",
+    "/api/jobs/<jobId>/overview",
+    summary="The job page in one read: the job, where it is (waiting, retrying, stuck), timeline, attempts",
+    responses={200: JobOverview},
+    errors=(401, 404),
+    path_schemas={"jobId": JOB_ID_SCHEMA},
+)
+def get_job_overview(call: Call, job_id: str) -> JobOverview:
+    """logsLive says whether GET /api/jobs/{jobId}/logs/stream serves the job's log lines here."""
+    return job_overview(call.rt, call.principal, job_id, logs_live=call.rt.settings.job_log_source != "none")
 
 
 @bp.operation(

@@ -9,6 +9,7 @@
 
 (() => {
   const TOKEN_KEY = "jobtrail.token";
+  const PHONE_WIDTH = "(max-width: 700px)"; // as app.css's @media
   const SUMMARY_EVERY_MS = 15000;
   const CHART_MINUTES = 60;
   const LIST_LIMIT = 200;
@@ -464,6 +465,8 @@
     state.timeline = null;
     for (const [id, row] of state.rows) row.classList.toggle("selected", id === jobId);
     $("detail").hidden = false;
+    // At phone width the panel sits below the table, not over it: bring it into view.
+    if (window.matchMedia(PHONE_WIDTH).matches) $("detail").scrollIntoView({ block: "start" });
     $("d-action-message").textContent = "";
     const known = state.jobs.get(jobId);
     if (known) refreshDetail(known);
@@ -544,7 +547,7 @@
 
   function renderLinks(job) {
     const links = job.links || {};
-    const parts = [];
+    const parts = [el("a", { href: `/jobs/${encodeURIComponent(job.jobId)}`, id: "link-job-page", text: "Job page" })];
     parts.push(links.trace
       ? el("a", { href: links.trace, target: "_blank", rel: "noopener noreferrer", id: "link-trace", text: "Trace" })
       : el("span", { class: "off", text: "No trace recorded" }));

@@ -88,7 +88,7 @@ resource "google_cloud_run_v2_service" "this" {
   custom_audiences     = [local.audiences[each.key]]
   labels               = merge(var.labels, { entry_point = each.key })
 
-  # Identity-Aware Proxy signs people in before any request reaches the service (stack/iap.tf).
+  # Identity-Aware Proxy signs people in before any request reaches the service (stack/console.tf).
   iap_enabled = each.value.iap
 
   # Terraform's first deploy builds the function from the archive; later code goes out through

@@ -177,3 +177,17 @@ run "identity_aware_proxy_is_off_unless_switched_on" {
     error_message = "Without IAP the API is not told an IAP audience (the header then signs nobody in)."
   }
 }
+
+run "the_api_reads_job_log_lines_from_cloud_logging" {
+  command = apply
+
+  assert {
+    condition     = output.stack.job_logs.role == "roles/logging.viewer" && output.stack.job_logs.member != null
+    error_message = "The API's account may read log entries, for the job page's log lines."
+  }
+
+  assert {
+    condition     = contains(output.stack.services["api"].env_names, "JOB_LOG_SOURCE") && alltrue([for name, s in output.stack.services : !contains(s.env_names, "JOB_LOG_SOURCE") if name != "api"])
+    error_message = "The API reads job logs from Cloud Logging; no other service is told to."
+  }
+}
