@@ -8,7 +8,11 @@ from werkzeug.exceptions import HTTPException
 
 from services.api import create_app
 from services.api.app import http_error_response
+from services.deployment import require_deployment
 from services.runtime import get_runtime
+
+# In the cloud, refuse to start (Cloud Run fails the revision) without what the deployment must set.
+require_deployment("api")
 
 _app: flask.Flask | None = None
 _app_lock = threading.Lock()

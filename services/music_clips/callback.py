@@ -20,7 +20,7 @@ import flask
 
 from services.errors import InvalidInput, JobNotFound, Unauthorized
 from services.external.suno import parse_callback
-from services.http import json_response, read_body, with_errors
+from services.http import entry_point, json_response, read_body
 from services.jobs.models import Job, is_job_id
 from services.music_clips.config import CALLBACK_ATTEMPT_PARAM, CALLBACK_AUTH_PARAM, CALLBACK_JOB_PARAM
 from services.music_clips.service import apply_suno_result
@@ -62,7 +62,7 @@ def waiting_job(rt: Runtime, request: flask.Request, task_id: str) -> Job | None
     return job if job.pipeline == MUSIC_CLIPS.name else None
 
 
-@with_errors
+@entry_point("suno_callback")
 def handle_suno_callback(rt: Runtime, request: flask.Request) -> flask.Response:
     verify_callback_token(rt, request)
     try:
