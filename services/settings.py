@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     job_log_source: Literal["none", "files", "cloud"] = "none"
     job_log_dir: str | None = None
     # How often a followed job's logs are read again. Cloud Logging's entries.list allows 60 reads
-    # a minute per project, so the cloud source polls slower (docs/decisions/0010).
+    # a minute per project, so the cloud source polls slower (docs/decisions/0011).
     job_log_poll_seconds: float = Field(0.5, gt=0)
     cloud_log_poll_seconds: float = Field(5.0, ge=1)
     # A job's log stream ends this long after the job finished and no line came.

@@ -5,7 +5,7 @@
 # service's own audience. Bearer JWTs and API keys keep working behind it for machines and the CLI.
 #
 # The job page's live log lines: the API reads Cloud Logging by labels.jobId (JOB_LOG_SOURCE=cloud,
-# services/reads/job_logs.py; docs/decisions/0010-job-log-lines.md).
+# services/reads/job_logs.py; docs/decisions/0011-job-log-lines.md).
 
 data "google_project" "this" {
   project_id = var.project_id
