@@ -23,7 +23,8 @@ from typing import Any
 import jwt
 from werkzeug.datastructures import Headers
 
-from services.auth.credentials import hash_api_key, jwks_client
+from services.auth.credentials import hash_api_key
+from services.auth.keys import jwks_client
 from services.errors import Unauthorized
 from services.settings import Settings
 
