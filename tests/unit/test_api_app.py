@@ -88,7 +88,8 @@ def test_every_referenced_schema_exists(app):
 
 def test_every_authenticated_operation_answers_401_without_credentials(app, client):
     for op in operations(app):
-        if not op.authenticated and not op.security:
+        # The ingest routes authenticate reporting services themselves, with the same answer.
+        if not op.authenticated and op.tag != "ingest":
             continue
         response = client.open(concrete(op.path), method=op.method, json={} if op.body else None)
         assert response.status_code == 401, (op.method, op.path, response.get_json())
