@@ -105,6 +105,7 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     "api": (
         *COMMON,
         _catalogue("sse_max_streams"),
+        Need("job_log_source", "given", "terraform/modules/stack console.tf (JOB_LOG_SOURCE=cloud)"),
         _generated("jwt_secret"),
         SUNO_API,
         SUNO_KEY,

@@ -8,8 +8,9 @@ stream (services/api/job_logs.py) follows a job by asking again every poll inter
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,7 +96,18 @@ class CloudLogSource:
 
     project: str
     poll_seconds: float
-    client: Any  # google.cloud.logging.Client, built once per instance
+    client: Any = None  # google.cloud.logging.Client: built on the first read, once per instance
+    _client_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def _logging(self) -> Any:
+        # Not at start: building it looks up credentials, and an instance must answer its health
+        # probe without asking any dependency.
+        with self._client_lock:
+            if self.client is None:
+                from google.cloud import logging as cloud_logging
+
+                self.client = cloud_logging.Client(project=self.project)
+            return self.client
 
     def read(self, job_id: str, position: tuple[str, str] | None) -> tuple[list[LogLine], Any]:
         query = f'labels.jobId="{job_id}"'
@@ -103,7 +115,7 @@ class CloudLogSource:
             query += f' AND timestamp>="{position[0]}"'
         lines: list[LogLine] = []
         last = position
-        for entry in self.client.list_entries(
+        for entry in self._logging().list_entries(
             resource_names=[f"projects/{self.project}"],
             filter_=query,
             order_by="timestamp asc",
@@ -136,9 +148,5 @@ def log_source(settings: Settings, logging_client: Any = None) -> LogSource | No
     if settings.job_log_source == "files" and settings.job_log_dir:
         return FileLogSource(Path(settings.job_log_dir), settings.job_log_poll_seconds)
     if settings.job_log_source == "cloud":
-        if logging_client is None:
-            from google.cloud import logging as cloud_logging
-
-            logging_client = cloud_logging.Client(project=settings.google_cloud_project)
         return CloudLogSource(settings.google_cloud_project, settings.cloud_log_poll_seconds, logging_client)
     return None

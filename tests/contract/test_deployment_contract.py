@@ -98,7 +98,7 @@ def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float = 90.0)
             response = requests.get(f"{url}/health", timeout=5)
             if response.status_code == 200:
                 return response
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.2)
     raise AssertionError(f"no answer on /health within {timeout:.0f}s")
