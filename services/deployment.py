@@ -106,6 +106,8 @@ NEEDS: dict[str, tuple[Need, ...]] = {
         *COMMON,
         _catalogue("sse_max_streams"),
         Need("job_log_source", "given", "terraform/modules/stack console.tf (JOB_LOG_SOURCE=cloud)"),
+        Need("ingest_audience", "url", "terraform/modules/stack url_env (the api service's URL)"),
+        Need("ingest_service_accounts", "given", "Terraform variable ingest_service_accounts"),
         _generated("jwt_secret"),
         SUNO_API,
         SUNO_KEY,

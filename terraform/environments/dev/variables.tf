@@ -73,3 +73,9 @@ variable "propagation_wait_seconds" {
   type        = number
   default     = 90
 }
+
+variable "ingest_service_accounts" {
+  description = "Reporting services (bring your own pipeline): service account email -> reporter name."
+  type        = map(string)
+  default     = {}
+}

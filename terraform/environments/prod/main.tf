@@ -21,14 +21,16 @@ module "stack" {
     api = { min_instances = 1 }
   }
 
-  alert_emails       = var.alert_emails
-  slack_channel      = var.slack_channel
-  slack_auth_token   = var.slack_auth_token
-  telegram_chat_id   = var.telegram_chat_id
-  telegram_bot_token = var.telegram_bot_token
-  slack_webhook_url  = var.slack_webhook_url
-  suno_api_key       = var.suno_api_key
-  secret_versions    = var.secret_versions
+  alert_emails             = var.alert_emails
+  slack_channel            = var.slack_channel
+  slack_auth_token         = var.slack_auth_token
+  telegram_chat_id         = var.telegram_chat_id
+  telegram_bot_token       = var.telegram_bot_token
+  slack_webhook_url        = var.slack_webhook_url
+  suno_api_key             = var.suno_api_key
+  secret_versions          = var.secret_versions
+  propagation_wait_seconds = var.propagation_wait_seconds
+  ingest_service_accounts  = var.ingest_service_accounts
   # Unset optional fields keep the stack's defaults (sunoapi.org, the Graph API).
   outside_urls = { for key, url in var.outside_urls : key => url if url != null }
 

@@ -84,3 +84,9 @@ variable "iap_admin_emails" {
   type        = list(string)
   default     = []
 }
+
+variable "ingest_service_accounts" {
+  description = "Reporting services (bring your own pipeline): service account email -> reporter name."
+  type        = map(string)
+  default     = {}
+}

@@ -52,6 +52,7 @@ locals {
   service_env = {
     for name, svc in local.services : name => merge(
       merge([for outside in try(svc.outside, []) : local.outside_env[outside]]...),
+      name == "api" ? { INGEST_SERVICE_ACCOUNTS = jsonencode(var.ingest_service_accounts) } : {},
       name == "alert_relay" ? merge(
         { ALERT_CHANNELS = jsonencode([for channel, on in { telegram = local.chat_secrets.TELEGRAM_BOT_TOKEN, slack = local.chat_secrets.SLACK_WEBHOOK_URL } : channel if on]) },
         var.telegram_chat_id != null ? { TELEGRAM_CHAT_ID = var.telegram_chat_id } : {},
@@ -167,7 +168,13 @@ module "functions" {
   common_env       = local.common_env
   service_env      = local.service_env
   # Suno calls back the callback service; alert messages link jobs to the API's pages.
-  url_env             = { pipeline_worker = { PUBLIC_BASE_URL = "suno_callback" }, alert_relay = { API_BASE_URL = "api" } }
+  # Suno calls back the callback service; alert messages link jobs to the API's pages; reporting
+  # services sign their Google ID tokens for the API's URL.
+  url_env = {
+    pipeline_worker = { PUBLIC_BASE_URL = "suno_callback" }
+    alert_relay     = { API_BASE_URL = "api" }
+    api             = { INGEST_AUDIENCE = "api" }
+  }
   placeholder_image   = var.placeholder_image
   deletion_protection = var.deletion_protection
   labels              = local.labels
@@ -195,13 +202,17 @@ module "pubsub" {
   queue_admins         = { for name, svc in local.services : name => module.iam.members[name] if try(svc.queue_admin, false) }
   labels               = local.labels
 
-  publishers = {
-    for grant in flatten([
-      for name, svc in local.services : [
-        for topic in try(svc.publishes, []) : { key = "${topic}/${name}", topic = topic, member = module.iam.members[name] }
-      ]
-    ]) : grant.key => { topic = grant.topic, member = grant.member }
-  }
+  publishers = merge(
+    {
+      for grant in flatten([
+        for name, svc in local.services : [
+          for topic in try(svc.publishes, []) : { key = "${topic}/${name}", topic = topic, member = module.iam.members[name] }
+        ]
+      ]) : grant.key => { topic = grant.topic, member = grant.member }
+    },
+    # Reporting services may publish their reports (bring your own pipeline, services/ingest).
+    { for email, reporter in var.ingest_service_accounts : "ingest-reports/${reporter}" => { topic = "ingest-reports", member = "serviceAccount:${email}" } },
+  )
 
   depends_on = [terraform_data.apis_ready]
 }

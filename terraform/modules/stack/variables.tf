@@ -189,3 +189,9 @@ variable "iap" {
     error_message = "With IAP on, iap.members must name who may pass it; nobody could sign in otherwise."
   }
 }
+
+variable "ingest_service_accounts" {
+  description = "Services that report their own pipelines' jobs (services/ingest): their service account email -> the reporter name their pipeline declarations list. They may call the ingest API with Google ID tokens and publish to ingest-reports."
+  type        = map(string)
+  default     = {}
+}
