@@ -41,6 +41,9 @@ MUSIC_CLIPS = PipelineSpec(
     # Past STAGE_20 nothing runs in the worker (Suno owns the task), so a retry asks Suno again.
     retry_from="STAGE_10_REQUEST_ACCEPTED",
     attempt_fields=("suno_task_id",),
+    timeout_error_text=(
+        "Превышено время ожидания генерации (10 минут). Проверьте статус в Suno или попробуйте снова."
+    ),
 )
 
 

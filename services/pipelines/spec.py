@@ -56,6 +56,9 @@ class PipelineSpec:
     # Job fields that belong to one attempt (model names), cleared by a retry: a later result for
     # the old attempt (a Suno callback for its task) must not be taken for the new one's.
     attempt_fields: tuple[str, ...] = ()
+    # The error a timed-out job shows its user, when the front end expects one text (seed 002);
+    # None: the sweeper's own explanation.
+    timeout_error_text: str | None = None
     _rank: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
