@@ -27,7 +27,7 @@ from services.music_clips.config import suno_callback_url
 from services.pipelines.music_clips import CALLBACK_URL_MESSAGE, CALLBACK_URL_NOT_CONFIGURED, MUSIC_CLIPS
 from services.publishing import publish_job
 from services.runtime import Runtime
-from services.telemetry import get_metrics
+from services.telemetry import current_trace_id_hex, get_metrics
 from services.telemetry.logging import bind_job, get_logger
 
 log = get_logger(__name__)
@@ -117,7 +117,10 @@ def run_once(
             "instrumental": request.instrumental,
         },
     )
-    job, created = rt.repo.create_job(new, actor=actor or f"user:{user_id}")
+    # The job names runOnce's trace, which the worker's spans continue over Pub/Sub.
+    job, created = rt.repo.create_job(
+        new, actor=actor or f"user:{user_id}", otel_trace_id=current_trace_id_hex()
+    )
     if created:
         get_metrics().job_started(job.pipeline)
     with bind_job(job):

@@ -30,6 +30,7 @@ from services.pipelines.spec import JobStatus
 from services.runtime import Runtime
 from services.settings import Settings
 from services.sweeper import sweep_stale_jobs
+from services.telemetry import Telemetry
 from services.worker.http import handle_dead_letter, handle_push
 from tests.emulator.conftest import TEST_BACKOFF
 from tests.helpers import wait_for
@@ -40,7 +41,9 @@ ALL_STAGES = [s.name for s in MUSIC_CLIPS.stages]
 FAR_FUTURE = timedelta(hours=1)
 UNKNOWN_JOB = "job_1703616000000_abc123"
 # Seed 002's STAGE_99 example, letter for letter: the front end shows it as is.
-SEED_TIMEOUT_TEXT = "Превышено время ожидания генерации (10 минут). Проверьте статус в Suno или попробуйте снова."
+SEED_TIMEOUT_TEXT = (
+    "Превышено время ожидания генерации (10 минут). Проверьте статус в Suno или попробуйте снова."
+)
 
 
 @dataclass
@@ -195,6 +198,38 @@ def test_run_once_answers_202_then_the_callback_brings_success(music):
     assert body["requestId"].startswith("req_") and body["createdAt"].endswith("Z")
     # No poll is left scheduled for a finished job.
     assert music.rt.repo.find_due_suno_polls(music.rt.repo.clock() + FAR_FUTURE, 10) == []
+
+
+@pytest.fixture
+def traced_music(music_settings, clients, repo, world) -> Iterator[tuple[MusicStack, Telemetry]]:
+    """The music stack with spans kept in memory, as deployed outside Google Cloud."""
+    settings = music_settings.model_copy(update={"trace_exporter": "memory"})
+    telemetry = Telemetry.create(settings)
+    with telemetry.activated():
+        for stack in serve_music(settings, clients, world):
+            yield stack, telemetry
+    telemetry.shutdown()
+
+
+def test_a_run_stores_its_trace_id_and_the_job_page_links_to_that_trace(traced_music):
+    music, telemetry = traced_music
+    music.world.configure(suno={"callback_delay_s": 0.5})
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_50_SUNO_SUCCESS")
+    assert job.otel_trace_id is not None and len(job.otel_trace_id) == 32
+
+    def worker_span_of_trace() -> list[Any] | None:
+        spans = telemetry.span_exporter.get_finished_spans()
+        mine = [s.name for s in spans if f"{s.context.trace_id:032x}" == job.otel_trace_id]
+        return mine if any(name.startswith("worker ") for name in mine) else None
+
+    # runOnce's request and the worker's delivery are one trace, the one the job names.
+    names = wait_for(worker_span_of_trace, timeout=10, what="the worker's span in the run's trace")
+    assert any("runOnce" in name for name in names or []), names
+    detail = requests.get(
+        f"{music.api_url}/api/jobs/{job.job_id}", headers=music.auth("user-1"), timeout=10
+    ).json()
+    assert detail["otelTraceId"] == job.otel_trace_id
+    assert f"tid={job.otel_trace_id}" in detail["links"]["trace"]
 
 
 def test_with_callbacks_off_the_poller_finishes_the_job_with_backoff(music):
