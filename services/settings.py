@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     sweep_batch_size: int = 200
 
     # --- Worker guardrails --------------------------------------------------------------------
-    handler_timeout_seconds: float = 60.0
+    # A step that runs longer is abandoned and its attempt recorded as `timeout`. Below the delivery
+    # deadline, so the attempt closes its own record before the push is answered; the same value
+    # terraform/entrypoints.yaml deploys (HANDLER_TIMEOUT_SECONDS) and runbooks/dlq.md cites.
+    handler_timeout_seconds: float = 50.0
     # Below the worker subscriptions' ack deadline (infra/topology.yaml: 60 s), so Pub/Sub always
     # hears an answer before it gives up on a push.
     delivery_deadline_seconds: float = 55.0

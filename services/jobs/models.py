@@ -170,6 +170,11 @@ class Execution(BaseModel):
     account_id: str | None = None
     scenario_id: str | None = None
     source_id: str | None = None
+    user_id: str | None = None
+    # The delivery's request id (seed 000 §14's reqId): every log line of the attempt carries it
+    # as the requestId label.
+    request_id: str | None = None
+    artifact_paths: dict[str, str] = Field(default_factory=dict)
     expire_at: datetime | None = None
 
     def to_doc(self) -> dict[str, Any]:

@@ -60,6 +60,11 @@ def new_job_id(now: datetime) -> str:
     return f"job_{int(now.timestamp() * 1000)}_{secrets.token_hex(4)}"
 
 
+def new_request_id(now: datetime) -> str:
+    """``req_<epoch ms>_<random>``, like the job ids (seed 002)."""
+    return f"req_{int(now.timestamp() * 1000)}_{secrets.token_hex(3)}"
+
+
 def _camel_patch(patch: dict[str, Any]) -> dict[str, Any]:
     """Model field names -> stored (camelCase) names, nested models dumped."""
     fields = Job.model_fields
@@ -413,6 +418,7 @@ class JobRepository:
         last_error: str | None = None,
         retryable: bool | None = None,
         queued_to_dlq: bool = False,
+        artifact_paths: dict[str, str] | None = None,
     ) -> None:
         now = self.clock()
         snap = self.execution_ref(execution_id).get()
@@ -425,6 +431,7 @@ class JobRepository:
                 "last_error": last_error,
                 "retryable": retryable,
                 "queued_to_dlq": queued_to_dlq,
+                "artifact_paths": artifact_paths or {},
                 "expire_at": now + self.retention,
             },
             merge=True,

@@ -29,7 +29,7 @@ from flask.blueprints import BlueprintSetupState
 from services.auth import request_principal, visible
 from services.errors import Forbidden, JobNotFound, JobtrailError, Unauthorized
 from services.http import json_response, parse_model, read_body
-from services.jobs.repository import utcnow
+from services.jobs.repository import new_request_id, utcnow
 from services.music_clips.callback import handle_suno_callback
 from services.music_clips.config import CALLBACK_PATH
 from services.music_clips.service import (
@@ -37,7 +37,6 @@ from services.music_clips.service import (
     RunOnceRequest,
     get_music_job,
     job_view,
-    new_request_id,
     run_once,
 )
 from services.runtime import Runtime, get_runtime

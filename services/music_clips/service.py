@@ -9,7 +9,6 @@ credits later fails the job with error code SUNO_NO_CREDITS, which GET /jobs/{jo
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -211,11 +210,6 @@ def apply_suno_result(rt: Runtime, job: Job, result: SunoRecord | SunoCallback, 
 
 
 # ---- the job view ----------------------------------------------------------------------------
-
-
-def new_request_id(now: datetime) -> str:
-    """``req_<epoch ms>_<random>``, like the job ids (seed 002)."""
-    return f"req_{int(now.timestamp() * 1000)}_{secrets.token_hex(3)}"
 
 
 def iso(at: datetime) -> str:

@@ -32,6 +32,9 @@ class StepResult:
     fields: dict[str, Any] = field(default_factory=dict)
     # What the step spent, by kind (compute_seconds, suno_credits, egress_bytes): see telemetry.cost.
     usage: dict[str, float] = field(default_factory=dict)
+    # What the step left behind, by name (downloaded, prepared, permalink): the attempt's execution
+    # record lists them, so an operator finds the files of a failed or slow attempt.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -31,6 +31,7 @@ def download(ctx: StepContext) -> StepResult:
     return StepResult(
         fields={"result": {**ctx.job.result, "downloaded": got.location}},
         usage={"egress_bytes": float(got.size_bytes)},
+        artifacts={"downloaded": got.location},
     )
 
 
@@ -45,6 +46,7 @@ def process(ctx: StepContext) -> StepResult:
             }
         },
         usage={"compute_seconds": prepared.compute_seconds},
+        artifacts={"prepared": prepared.location},
     )
 
 
@@ -60,7 +62,8 @@ def publish(ctx: StepContext) -> StepResult:
                 "mediaContainerId": published.media_container_id,
                 "permalink": published.permalink,
             }
-        }
+        },
+        artifacts={"permalink": published.permalink},
     )
 
 

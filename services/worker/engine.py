@@ -30,7 +30,7 @@ from google.api_core.exceptions import GoogleAPICallError, RetryError
 
 from services.errors import InvalidInput, JobNotFound, TransitionConflict
 from services.jobs.models import Execution, ExecutionStatus, Job, JobError
-from services.jobs.repository import TransitionResult
+from services.jobs.repository import TransitionResult, new_request_id
 from services.jobs.state_machine import Transition
 from services.messages import JobMessage, PushEnvelope
 from services.pipelines.registry import get_pipeline, get_steps
@@ -50,6 +50,9 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     FutureTimeout,
     ConnectionError,
 )
+
+
+HANDLER_TIMEOUT = "HANDLER_TIMEOUT"
 
 
 class Verdict(StrEnum):
@@ -100,7 +103,7 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     if isinstance(exc, ExternalError):
         return exc.code, True
     if isinstance(exc, FutureTimeout | TimeoutError):
-        return "HANDLER_TIMEOUT", True
+        return HANDLER_TIMEOUT, True
     if isinstance(exc, INFRASTRUCTURE_ERRORS) or isinstance(exc.__cause__, INFRASTRUCTURE_ERRORS):
         # The second: the Firestore client gives up on a contended transaction with a ValueError
         # raised from the last Aborted.
@@ -149,23 +152,27 @@ class Worker:
             return DeliveryOutcome(Verdict.NACK, "DEADLINE_EXCEEDED")
 
     def _handle_traced(self, envelope: PushEnvelope) -> DeliveryOutcome:
-        with consumer_span(
-            f"worker {envelope.subscription_name}",
-            envelope.message.attributes,
-            attributes={"messaging.message.id": envelope.message.message_id},
-        ) as span:
-            outcome = self._handle(envelope)
+        request_id = new_request_id(self.repo.clock())
+        with (
+            bind_labels(requestId=request_id),
+            consumer_span(
+                f"worker {envelope.subscription_name}",
+                envelope.message.attributes,
+                attributes={"messaging.message.id": envelope.message.message_id},
+            ) as span,
+        ):
+            outcome = self._handle(envelope, request_id)
             span.set_attribute("jobtrail.outcome", outcome.reason)
-        log.info(
-            "delivery %s: %s (%s)",
-            envelope.message.message_id,
-            outcome.verdict,
-            outcome.reason,
-            extra={"fields": {"jobId": outcome.job_id, "executionId": outcome.execution_id}},
-        )
+            log.info(
+                "delivery %s: %s (%s)",
+                envelope.message.message_id,
+                outcome.verdict,
+                outcome.reason,
+                extra={"fields": {"jobId": outcome.job_id, "executionId": outcome.execution_id}},
+            )
         return outcome
 
-    def _handle(self, envelope: PushEnvelope) -> DeliveryOutcome:
+    def _handle(self, envelope: PushEnvelope, request_id: str) -> DeliveryOutcome:
         try:
             message = envelope.job_message()
         except InvalidInput as exc:
@@ -182,7 +189,7 @@ class Worker:
         if paused:
             return DeliveryOutcome(Verdict.NACK, "QUEUE_PAUSED", job_id=job.job_id)
 
-        execution = self._open_execution(envelope, message, job)
+        execution = self._open_execution(envelope, message, job, request_id)
         if execution is None:
             attempt = envelope.delivery_attempt or 1
             existing = self.repo.get_execution(self.repo.execution_id(envelope.message.message_id, attempt))
@@ -203,7 +210,9 @@ class Worker:
                 self._fail(job_id, "BAD_PAYLOAD", exc.message, retryable=False)
         return DeliveryOutcome(Verdict.ACK, "BAD_PAYLOAD", job_id=job_id)
 
-    def _open_execution(self, envelope: PushEnvelope, message: JobMessage, job: Job) -> Execution | None:
+    def _open_execution(
+        self, envelope: PushEnvelope, message: JobMessage, job: Job, request_id: str
+    ) -> Execution | None:
         """The record of this delivery attempt; None if Pub/Sub delivered this attempt twice."""
         attempt = envelope.delivery_attempt or 1
         execution = Execution(
@@ -222,6 +231,8 @@ class Worker:
             account_id=job.account_id,
             scenario_id=job.scenario_id,
             source_id=job.source_id,
+            user_id=job.user_id,
+            request_id=request_id,
         )
         if envelope.delivery_attempt is None:
             return self.repo.start_next_execution(execution)
@@ -239,10 +250,11 @@ class Worker:
         return outcome
 
     def _run_attempt(self, spec: PipelineSpec, job: Job, execution: Execution) -> DeliveryOutcome:
+        artifacts: dict[str, str] = {}  # filled by each step this attempt finishes
         try:
-            final = self._run_steps(spec, job)
+            final = self._run_steps(spec, job, artifacts)
         except JobCancelled:
-            self._close(execution, ExecutionStatus.CANCELLED)
+            self._close(execution, ExecutionStatus.CANCELLED, artifacts=artifacts)
             return DeliveryOutcome(Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id)
         except TransitionConflict as exc:
             # Someone else (a concurrent delivery, the sweeper, a cancel) moved the job under us.
@@ -254,6 +266,7 @@ class Worker:
                 ExecutionStatus.FAIL,
                 last_error=f"superseded: {exc.message}",
                 retryable=not finished,
+                artifacts=artifacts,
             )
             if finished:
                 return DeliveryOutcome(Verdict.ACK, "SUPERSEDED", job.job_id, execution.execution_id)
@@ -265,15 +278,18 @@ class Worker:
             if not retryable:
                 with contextlib.suppress(TransitionConflict):
                     self._fail(job.job_id, code, str(exc), retryable=False)
-            self._close(execution, ExecutionStatus.FAIL, last_error=message, retryable=retryable)
+            # A handler that overran handler_timeout_seconds is a timeout, not a failure, on record:
+            # what an operator looks for when attempts hang (runbooks/dlq.md).
+            status = ExecutionStatus.TIMEOUT if code == HANDLER_TIMEOUT else ExecutionStatus.FAIL
+            self._close(execution, status, last_error=message, retryable=retryable, artifacts=artifacts)
             if retryable:
                 return DeliveryOutcome(Verdict.NACK, "RETRY", job.job_id, execution.execution_id)
             return DeliveryOutcome(Verdict.ACK, "FAILED", job.job_id, execution.execution_id)
         status = ExecutionStatus.CANCELLED if final.status is JobStatus.CANCELLED else ExecutionStatus.SUCCESS
-        self._close(execution, status)
+        self._close(execution, status, artifacts=artifacts)
         return DeliveryOutcome(Verdict.ACK, "DONE", job.job_id, execution.execution_id)
 
-    def _run_steps(self, spec: PipelineSpec, job: Job) -> Job:
+    def _run_steps(self, spec: PipelineSpec, job: Job, artifacts: dict[str, str]) -> Job:
         for step in get_steps(spec.name):
             if spec.rank(job.stage) >= spec.rank(step.done):
                 continue  # finished by an earlier attempt: never repeat a finished stage
@@ -286,7 +302,7 @@ class Worker:
                         job.job_id, Transition(step.start, actor="worker", expected_stage=job.stage)
                     )
                 )
-            job = self._run_step(step, job)
+            job = self._run_step(step, job, artifacts)
         return job
 
     def _check_boundary(self, spec: PipelineSpec, job: Job) -> Job:
@@ -304,7 +320,7 @@ class Worker:
             raise JobCancelled(job.job_id)
         return job
 
-    def _run_step(self, step: Step, job: Job) -> Job:
+    def _run_step(self, step: Step, job: Job, artifacts: dict[str, str]) -> Job:
         current = {"job": job}
 
         def advance(stage: str, **fields: Any) -> Job:
@@ -331,6 +347,7 @@ class Worker:
             future = self._handlers.submit(contextvars.copy_context().run, step.handler, ctx)
             result: StepResult = future.result(timeout=self.rt.settings.handler_timeout_seconds)
             seconds = time.monotonic() - started
+            artifacts.update(result.artifacts)
             self._record_usage(job, result, seconds)
             before = current["job"]
             done = _took(
@@ -375,10 +392,15 @@ class Worker:
         *,
         last_error: str | None = None,
         retryable: bool | None = None,
+        artifacts: dict[str, str] | None = None,
     ) -> None:
         try:
             self.repo.finish_execution(
-                execution.execution_id, status, last_error=last_error, retryable=retryable
+                execution.execution_id,
+                status,
+                last_error=last_error,
+                retryable=retryable,
+                artifact_paths=artifacts,
             )
         except INFRASTRUCTURE_ERRORS:
             # The outcome still stands (a nack still retries); the record shows in_progress until
