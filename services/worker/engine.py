@@ -38,6 +38,7 @@ from services.pipelines.spec import JobStatus, PipelineSpec
 from services.pipelines.steps import NonRetryableError, Step, StepContext, StepResult
 from services.runtime import Runtime
 from services.telemetry import bind_job, bind_labels, consumer_span, get_metrics, get_tracer
+from services.telemetry.redaction import Redactor, secret_values
 
 log = logging.getLogger(__name__)
 tracer = get_tracer(__name__)
@@ -120,6 +121,8 @@ class Worker:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.repo = rt.repo
+        # This deployment's own secrets, whether or not telemetry has registered them yet.
+        self._redactor = Redactor(secret_values(rt.settings))
         self._slots = threading.BoundedSemaphore(rt.settings.worker_max_concurrency)
         self._deliveries = ThreadPoolExecutor(
             max_workers=rt.settings.worker_max_concurrency, thread_name_prefix="delivery"
@@ -223,10 +226,17 @@ class Worker:
             subscription=envelope.subscription_name,
             attempt=attempt,
             started_at=self.repo.clock(),
-            payload_snapshot={
-                "data": message.model_dump(mode="json"),
-                "attributes": envelope.message.attributes,
-            },
+            # What the job was started with (seed 004: the event's original data), which a replay
+            # runs again, beside the message that carried it; redacted, as the record outlives it.
+            payload_snapshot=self._redactor.redact(
+                {
+                    "input": job.input,
+                    "message": {
+                        "data": message.model_dump(mode="json"),
+                        "attributes": envelope.message.attributes,
+                    },
+                }
+            ),
             trace_id=job.trace_id,
             account_id=job.account_id,
             scenario_id=job.scenario_id,

@@ -86,3 +86,23 @@ def test_a_step_past_the_handler_timeout_is_recorded_as_timeout_then_retried(sta
     job = wait_for(settled(repo, job_id), timeout=60, what="the retry to finish the job")
     assert job.status is JobStatus.SUCCEEDED
     assert repo.list_executions(job_id)[-1].status is ExecutionStatus.SUCCESS
+
+
+def test_the_payload_snapshot_is_the_jobs_original_input_with_secrets_redacted(stack, world):
+    planted_key = stack.rt.settings.suno_api_key.get_secret_value()
+    body = json.loads(
+        webhook_body(source_id="src-snap", video_url="https://videos.example/clip.mp4?token=signed-7f3a")
+    )
+    body["caption"] = f"launch day {planted_key}"
+    raw = json.dumps(body).encode()
+    repo = stack.rt.repo
+    job = wait_for(settled(repo, post_webhook(stack, raw).json()["jobId"]), what="job to finish")
+    [execution] = repo.list_executions(job.job_id)
+    snapshot = execution.payload_snapshot
+    assert snapshot["input"] == {
+        "videoUrl": "https://videos.example/clip.mp4?token=[REDACTED]",
+        "caption": "launch day [REDACTED]",
+    }
+    assert snapshot["message"]["data"]["job_id"] == job.job_id
+    stored = json.dumps(snapshot)
+    assert planted_key not in stored and "signed-7f3a" not in stored
