@@ -31,7 +31,11 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
 
     # --- Jobs -------------------------------------------------------------------------------
-    stale_after_seconds: int = Field(60, description="Heartbeat age after which a job reads as stale.")
+    stale_after_seconds: int = Field(
+        60,
+        description="How late an expected sign of life (a scheduled poll, a redelivery, the end of a "
+        "worker step) may be before the job reads as stale, i.e. stuck.",
+    )
     retention_days: int = Field(30, description="Finished jobs and events expire (Firestore TTL) after this.")
     sweep_batch_size: int = 200
 

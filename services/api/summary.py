@@ -29,7 +29,7 @@ def get_summary(call: Call, query: SummaryQuery) -> Summary:
     repo = call.rt.repo
     now = repo.clock()
     user_id = None if call.principal.is_admin else call.principal.subject
-    specs = summary_specs(query, now, call.rt.settings.stale_after_seconds, user_id)
+    specs = summary_specs(query, now, user_id)
 
     def count(spec: QuerySpec) -> int:
         return int(repo.aggregate("jobs", spec, count=True)["count"])

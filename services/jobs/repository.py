@@ -37,6 +37,7 @@ from services.jobs.models import (
     make_trace_id,
 )
 from services.jobs.state_machine import (
+    Expectations,
     Plan,
     Transition,
     plan_heartbeat,
@@ -114,6 +115,10 @@ class JobRepository:
         self.settings = settings
         self.clock = clock
         self.retention = timedelta(days=settings.retention_days)
+        self.expectations = Expectations(
+            worker_seconds=settings.handler_timeout_seconds + settings.stale_after_seconds,
+            grace_seconds=settings.stale_after_seconds,
+        )
 
     # ---- paths ------------------------------------------------------------------------------
     def collection(self, name: str) -> firestore.CollectionReference:
@@ -229,8 +234,12 @@ class JobRepository:
     # ---- Suno polling schedule (Music Clips) -------------------------------------------------
     # ``nextPollAt`` is set only while a job waits on Suno, so the poller's single-field range
     # query (automatic index) reads the jobs due for a poll and nothing else.
+    # Each schedule also moves ``stuckAt``: a poll overdue by more than the grace means a stuck job.
     def schedule_suno_poll(self, job_id: str, at: datetime, polls: int = 0) -> None:
-        self.job_ref(job_id).update({"nextPollAt": at, "sunoPolls": polls})
+        self.job_ref(job_id).update({"nextPollAt": at, "sunoPolls": polls, "stuckAt": self._poll_overdue(at)})
+
+    def _poll_overdue(self, at: datetime) -> datetime:
+        return at + timedelta(seconds=self.expectations.grace_seconds)
 
     def find_due_suno_polls(self, now: datetime, limit: int) -> list[DueSunoPoll]:
         docs = (
@@ -252,7 +261,7 @@ class JobRepository:
         of two pollers reading the same job, one claims it. False: not claimed (re-read it)."""
         try:
             self.job_ref(due.job.job_id).update(
-                {"nextPollAt": next_at, "sunoPolls": due.polls + 1},
+                {"nextPollAt": next_at, "sunoPolls": due.polls + 1, "stuckAt": self._poll_overdue(next_at)},
                 option=self.db.write_option(last_update_time=due.read_at),
             )
         except (FailedPrecondition, Conflict, DocumentMissing):
@@ -290,7 +299,9 @@ class JobRepository:
             job = self.get_job(job_id, transaction)
             if only_if is not None and not only_if(job):
                 return TransitionResult(job=job, applied=False)
-            plan = plan_transition(get_pipeline(job.pipeline), job, t, self.clock(), self.retention)
+            plan = plan_transition(
+                get_pipeline(job.pipeline), job, t, self.clock(), self.retention, self.expectations
+            )
             if plan is None:
                 return TransitionResult(job=job, applied=False)
             self._commit_plan(transaction, job_id, plan)
@@ -314,7 +325,7 @@ class JobRepository:
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Job:
             job = self.get_job(job_id, transaction)
-            patch = plan_heartbeat(get_pipeline(job.pipeline), job, self.clock())
+            patch = plan_heartbeat(get_pipeline(job.pipeline), job, self.clock(), self.expectations)
             if patch is None:
                 return job
             transaction.update(self.job_ref(job_id), _camel_patch(patch))
@@ -334,6 +345,24 @@ class JobRepository:
                 f"cost.items.{kind}": firestore.Increment(amount),
             }
         )
+
+    def mark_retrying(self, job_id: str, redelivery_within_seconds: float) -> None:
+        """The worker's attempt failed and Pub/Sub will redeliver: the job reads as retrying, and as
+        stuck only if no redelivery moves it within the backoff. A finished job is left alone."""
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> None:
+            job = self.get_job(job_id, transaction)
+            if job.status.is_terminal:
+                return
+            now = self.clock()
+            stuck_at = self.expectations.retry_stuck_at(now, redelivery_within_seconds)
+            transaction.update(self.job_ref(job_id), {"retryingSince": now, "stuckAt": stuck_at})
+
+        try:
+            run(self.db.transaction())
+        except JobNotFound:
+            return
 
     def request_cancel(self, job_id: str) -> None:
         self.job_ref(job_id).update({"cancelRequested": True, "updatedAt": self.clock()})

@@ -252,7 +252,7 @@ def job_view(rt: Runtime, job: Job, *, request_id: str, now: datetime) -> dict[s
         "errorCode": job.error.code if job.error else None,
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
-        "heartbeat": heartbeat_of(job, now, rt.settings.stale_after_seconds).model_dump(by_alias=True),
+        "heartbeat": heartbeat_of(job, now).model_dump(by_alias=True),
         "traceId": job.trace_id,
         "requestId": request_id,
     }

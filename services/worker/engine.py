@@ -28,6 +28,7 @@ from typing import Any
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
+from infra.topology import load_topology
 from services.errors import InvalidInput, JobNotFound, TransitionConflict
 from services.jobs.models import Execution, ExecutionStatus, Job, JobError
 from services.jobs.repository import TransitionResult, new_request_id
@@ -121,6 +122,11 @@ class Worker:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.repo = rt.repo
+        # How long Pub/Sub may take to redeliver a nacked message, by subscription (its backoff).
+        self._redelivery_within = {
+            name: float(sub.retry_policy.maximum_backoff.removesuffix("s"))
+            for name, sub in load_topology().subscriptions.items()
+        }
         # This deployment's own secrets, whether or not telemetry has registered them yet.
         self._redactor = Redactor(secret_values(rt.settings))
         self._slots = threading.BoundedSemaphore(rt.settings.worker_max_concurrency)
@@ -280,6 +286,7 @@ class Worker:
             )
             if finished:
                 return DeliveryOutcome(Verdict.ACK, "SUPERSEDED", job.job_id, execution.execution_id)
+            self._mark_retrying(job, execution)
             return DeliveryOutcome(Verdict.NACK, "CONFLICT", job.job_id, execution.execution_id)
         except Exception as exc:
             code, retryable = classify(exc)
@@ -293,11 +300,19 @@ class Worker:
             status = ExecutionStatus.TIMEOUT if code == HANDLER_TIMEOUT else ExecutionStatus.FAIL
             self._close(execution, status, last_error=message, retryable=retryable, artifacts=artifacts)
             if retryable:
+                self._mark_retrying(job, execution)
                 return DeliveryOutcome(Verdict.NACK, "RETRY", job.job_id, execution.execution_id)
             return DeliveryOutcome(Verdict.ACK, "FAILED", job.job_id, execution.execution_id)
         status = ExecutionStatus.CANCELLED if final.status is JobStatus.CANCELLED else ExecutionStatus.SUCCESS
         self._close(execution, status, artifacts=artifacts)
         return DeliveryOutcome(Verdict.ACK, "DONE", job.job_id, execution.execution_id)
+
+    def _mark_retrying(self, job: Job, execution: Execution) -> None:
+        within = self._redelivery_within.get(queue_name(self.rt, execution.subscription), 600.0)
+        try:
+            self.repo.mark_retrying(job.job_id, within)
+        except INFRASTRUCTURE_ERRORS:
+            log.warning("could not mark job %s as retrying", job.job_id)
 
     def _run_steps(self, spec: PipelineSpec, job: Job, artifacts: dict[str, str]) -> Job:
         for step in get_steps(spec.name):

@@ -20,9 +20,10 @@ from devtools.fakes.world import FakeWorld
 from devtools.local.serve import BackgroundServer, function_app
 from infra.bootstrap import bootstrap
 from services.api import create_app
+from services.api.queries import SummaryQuery, summary_specs
 from services.auth import mint_token
 from services.control import retry_job
-from services.jobs.models import Job
+from services.jobs.models import Job, Liveness, heartbeat_of, liveness_of
 from services.music_clips.config import CALLBACK_PATH
 from services.music_clips.poller import poll_music_jobs
 from services.pipelines.music_clips import MUSIC_CLIPS
@@ -230,6 +231,40 @@ def test_a_run_stores_its_trace_id_and_the_job_page_links_to_that_trace(traced_m
     ).json()
     assert detail["otelTraceId"] == job.otel_trace_id
     assert f"tid={job.otel_trace_id}" in detail["links"]["trace"]
+
+
+def stale_jobs_at(rt: Runtime, at) -> int:
+    """The header's "Stale" count as of ``at``."""
+    return int(rt.repo.aggregate("jobs", summary_specs(SummaryQuery(), at, None).stale, count=True)["count"])
+
+
+def test_a_four_minute_generation_with_a_late_callback_reads_not_stale_throughout(music):
+    music.world.configure(suno={"result": "never"})  # Suno keeps saying "generating"
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_40_SUNO_PENDING")
+    repo, start = music.rt.repo, music.rt.repo.clock()
+    for second in range(0, 245, 5):
+        at = start + timedelta(seconds=second)
+        if second and second % 60 == 0:
+            poll_music_jobs(music.rt, now=at)  # Cloud Scheduler's one-minute tick
+        current = repo.get_job(job.job_id)
+        assert liveness_of(current, at) is Liveness.WAITING, (second, current.stuck_at)
+        assert not heartbeat_of(current, at).is_stale, second
+        assert stale_jobs_at(music.rt, at) == 0, second
+    assert music.world.stats()["calls"]["suno.record_info"] == 4
+    late = music.callback(complete_callback(job.suno_task_id))
+    assert late.status_code == 200 and repo.get_job(job.job_id).stage == "STAGE_50_SUNO_SUCCESS"
+
+
+def test_a_job_whose_poller_stopped_reads_stale_within_a_minute_plus_grace(music):
+    music.world.configure(suno={"result": "never"})
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_40_SUNO_PENDING")
+    assert job.next_poll_at is not None  # the first poll is due; no poller ever comes
+    grace = timedelta(seconds=music.rt.settings.stale_after_seconds)
+    before, after = job.next_poll_at + grace, job.next_poll_at + grace + timedelta(seconds=1)
+    assert not heartbeat_of(job, before).is_stale and stale_jobs_at(music.rt, before) == 0
+    assert heartbeat_of(job, after).is_stale and liveness_of(job, after) is Liveness.STUCK
+    assert stale_jobs_at(music.rt, after) == 1
+    assert after - music.rt.repo.clock() <= timedelta(seconds=61) + grace
 
 
 def test_with_callbacks_off_the_poller_finishes_the_job_with_backoff(music):
