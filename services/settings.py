@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # What one generate costs on the account's Suno price list: runOnce refuses (402) below it,
     # and each generation adds it to the job's cost at cost_per_suno_credit.
     suno_credits_per_generation: int = Field(12, ge=0)
+    # runOnce answers within 2 s whatever Suno does (seed 002): its credit check gets this budget,
+    # one attempt, and its answer (or "could not tell") is reused for suno_credit_cache_seconds.
+    suno_credit_check_timeout_seconds: float = Field(0.5, gt=0)
+    suno_credit_cache_seconds: float = Field(30.0, ge=0)
 
     # --- CLI (jobtrail) -----------------------------------------------------------------------
     # Unset: the CLI calls the services directly (the emulators, via FIRESTORE/PUBSUB_EMULATOR_HOST).

@@ -1,10 +1,12 @@
 """Music Clips' service calls: start a run, apply a Suno result, show a job (seed 002's shapes).
 
-SUNO_NO_CREDITS: generation runs in the worker, after runOnce has answered, so runOnce asks Suno's
-cheap credit endpoint first (one attempt) and answers 402 at once when the balance cannot pay for
-a generation; the job is created all the same and marked failed, so it can be traced. If that
-check cannot reach Suno, runOnce does not guess: it queues the job, and a generate refused for
-credits later fails the job with error code SUNO_NO_CREDITS, which GET /jobs/{jobId} shows.
+SUNO_NO_CREDITS: generation runs in the worker, after runOnce has answered, so runOnce looks at
+Suno's balance first (services/music_clips/credits.py: a 0.5 s budget, the answer reused for 30 s,
+so runOnce stays under seed 002's 2 s however slow Suno is) and answers 402 at once when the
+balance cannot pay for a generation; the job is created all the same and marked failed, so it can
+be traced. If the balance cannot be told in time, runOnce does not guess: it queues the job, and a
+generate refused for credits later fails the job with error code SUNO_NO_CREDITS, which
+GET /jobs/{jobId} shows.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from services.errors import JobNotFound, JobtrailError, TransitionConflict
-from services.external.resilience import ExternalError
 from services.external.suno import SunoCallback, SunoRecord
 from services.jobs.models import Job, JobError, build_job, heartbeat_of
 from services.jobs.state_machine import Transition
@@ -77,15 +78,6 @@ def _fail_at_intake(rt: Runtime, job: Job, code: str, message: str, *, retryable
         return rt.repo.get_job(job.job_id)
 
 
-def _credits_left(rt: Runtime) -> int | None:
-    """Suno's balance, or None if Suno cannot say right now (the worker will find out)."""
-    try:
-        return rt.suno.remaining_credits(max_attempts=1)
-    except ExternalError as exc:
-        log.warning("Suno credit check failed (%s); queueing the run anyway", exc.code)
-        return None
-
-
 def run_once(
     rt: Runtime,
     channel_id: str,
@@ -131,7 +123,7 @@ def run_once(
             _fail_at_intake(rt, job, CALLBACK_URL_NOT_CONFIGURED, CALLBACK_URL_MESSAGE, retryable=False)
             log.error("runOnce refused: PUBLIC_BASE_URL is not set, Suno could not call back")
             raise CallbackUrlNotConfigured(CALLBACK_URL_MESSAGE, jobId=job.job_id)
-        credits = _credits_left(rt)
+        credits = rt.suno_credits.credits_left()  # within 0.5 s, or remembered (credits.py)
         if credits is not None and credits < rt.settings.suno_credits_per_generation:
             _fail_at_intake(rt, job, SunoCreditsExhausted.code, NO_CREDITS_MESSAGE, retryable=True)
             log.warning(

@@ -507,6 +507,18 @@ def test_when_the_credit_check_cannot_run_a_refused_generation_fails_the_job(mus
     assert view["errorCode"] == "SUNO_NO_CREDITS" and view["progressText"] == "Ошибка при генерации"
 
 
+@pytest.mark.parametrize("suno", [{"latency_ms": 5000}, {"fail_next_n": 1000}], ids=["slow", "down"])
+def test_a_slow_or_down_credit_endpoint_is_asked_once_with_a_budget_and_runs_are_queued(music, suno):
+    music.world.configure(suno={**suno, "callbacks_enabled": False})
+    responses = [music.run_once(f"channel_{i}") for i in range(6)]
+    assert [r.status_code for r in responses] == [202] * 6, [r.text for r in responses]
+    # One budgeted look per 30 s: the other five runs reuse "could not tell" and are queued at once.
+    assert music.world.stats()["calls"]["suno.credit"] == 1
+    for response in responses:
+        job = music.rt.repo.get_job(response.json()["jobId"])
+        assert job.queued_message_id is not None and job.stage != "STAGE_90_FAILED"
+
+
 def test_suno_generation_failure_reported_by_callback_fails_the_job(music):
     music.world.configure(suno={"callback_delay_s": 2.0, "result": "fail"})
     job = music.reaches(music.run_once().json()["jobId"], "STAGE_90_FAILED")
