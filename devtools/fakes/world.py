@@ -304,7 +304,7 @@ class _World:
             )
             self._tasks[task.task_id] = task
             if task.faults.result != "never" and not self._closed:
-                timer = threading.Timer(task.faults.callback_delay_s, self._finish_task, args=(task,))
+                timer = threading.Timer(task.faults.callback_delay_s, self.finish_task, args=(task,))
                 timer.daemon = True
                 self._timers.add(timer)
                 timer.start()
@@ -314,7 +314,7 @@ class _World:
         with self._lock:
             return self._tasks.get(task_id)
 
-    def _finish_task(self, task: _SunoTask) -> None:
+    def finish_task(self, task: _SunoTask) -> None:
         with self._lock:
             self._timers = {t for t in self._timers if t is not threading.current_thread()}
             if self._closed:
@@ -570,6 +570,24 @@ class FakeWorld:
 
     def stats(self) -> dict[str, Any]:
         return self._world.stats()
+
+    def finish_task(
+        self, task_id: str, result: Literal["success", "fail"] = "success", *, call_back: bool = True
+    ) -> None:
+        """Finish a task now (one configured to never finish, say), and call back unless told not to."""
+        task = self._world.task(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        task.faults.result = result
+        task.faults.callbacks_enabled = call_back
+        self._world.finish_task(task)
+
+    def task_callback_url(self, task_id: str) -> str:
+        """The callback URL a generation was handed."""
+        task = self._world.task(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        return task.callback_url
 
     def settings(self, base: Settings | None = None, **overrides: Any) -> Settings:
         """``base`` (default: a fresh ``Settings()``) with every outside-service URL pointed here."""

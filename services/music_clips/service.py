@@ -147,17 +147,24 @@ class SunoOutcome(StrEnum):
     ALREADY_FINISHED = "already_finished"  # a duplicate or late result: nothing changed
 
 
-def apply_suno_result(rt: Runtime, job: Job, result: SunoRecord | SunoCallback, *, actor: str) -> SunoOutcome:
+def apply_suno_result(
+    rt: Runtime,
+    job: Job,
+    result: SunoRecord | SunoCallback,
+    *,
+    actor: str,
+    task_id: str | None = None,
+) -> SunoOutcome:
     """Apply what Suno says about the job's task, once. Callback and poller both land here, and
     the state machine makes the first finished result win: a duplicate is a no-op, and nothing
     leaves a terminal stage (so a callback after a timeout or a cancel changes nothing).
 
     The result is for ``job`` as read by the caller: it applies only while the job is still in
     that attempt and waits on that task (or on none yet: a callback that outran the worker), and
-    stores the task id with the outcome."""
+    stores the task id with the outcome (``task_id``, default: the callback's, else the job's)."""
     if job.status.is_terminal:
         return SunoOutcome.ALREADY_FINISHED
-    task_id = result.task_id if isinstance(result, SunoCallback) else job.suno_task_id
+    task_id = task_id or (result.task_id if isinstance(result, SunoCallback) else job.suno_task_id)
     if result.succeeded and result.audio_url:
         outcome = SunoOutcome.SUCCEEDED
         transition = Transition(

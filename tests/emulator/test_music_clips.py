@@ -24,7 +24,7 @@ from services.api.queries import SummaryQuery, summary_specs
 from services.auth import mint_token
 from services.control import retry_job
 from services.jobs.models import Job, Liveness, heartbeat_of, liveness_of
-from services.music_clips.config import CALLBACK_PATH
+from services.music_clips.config import callback_token, suno_callback_url
 from services.music_clips.poller import poll_music_jobs
 from services.pipelines.music_clips import MUSIC_CLIPS
 from services.pipelines.spec import JobStatus
@@ -80,14 +80,15 @@ class MusicStack:
             f"{self.api_url}/api/music-clips/jobs/{job_id}", headers=self.auth(caller, role), timeout=10
         )
 
-    def callback(self, body: dict[str, Any], token: str | None = None) -> requests.Response:
-        token = self.rt.settings.suno_callback_token.get_secret_value() if token is None else token
-        return requests.post(
-            f"{self.api_url}{CALLBACK_PATH}",
-            params={"token": token} if token else None,
-            json=body,
-            timeout=10,
-        )
+    def callback(self, body: dict[str, Any], job: Job, *, token: str | None = None) -> requests.Response:
+        """POST ``body`` to the callback URL issued for ``job``'s current attempt (``token``: instead)."""
+        url = suno_callback_url(self.rt.settings, job)
+        assert url is not None
+        if token is not None:
+            url = url.replace(
+                f"token={callback_token(self.rt.settings, job.job_id, job.attempt)}", f"token={token}"
+            )
+        return requests.post(url, json=body, timeout=10)
 
     def reaches(self, job_id: str, stage: str, timeout: float = 30) -> Job:
         def probe() -> Job | None:
@@ -251,8 +252,8 @@ def test_a_four_minute_generation_with_a_late_callback_reads_not_stale_throughou
         assert not heartbeat_of(current, at).is_stale, second
         assert stale_jobs_at(music.rt, at) == 0, second
     assert music.world.stats()["calls"]["suno.record_info"] == 4
-    late = music.callback(complete_callback(job.suno_task_id))
-    assert late.status_code == 200 and repo.get_job(job.job_id).stage == "STAGE_50_SUNO_SUCCESS"
+    music.world.finish_task(job.suno_task_id)  # Suno is done, and calls back
+    music.reaches(job.job_id, "STAGE_50_SUNO_SUCCESS")
 
 
 def test_a_job_whose_poller_stopped_reads_stale_within_a_minute_plus_grace(music):
@@ -295,7 +296,7 @@ def test_with_callbacks_off_the_poller_finishes_the_job_with_backoff(music):
     assert repo.find_due_suno_polls(now + 2 * FAR_FUTURE, 10) == []
 
     # The first of poll and callback wins: a callback now changes nothing.
-    late = music.callback(complete_callback(job.suno_task_id))
+    late = music.callback(complete_callback(job.suno_task_id), job)
     assert late.status_code == 200 and late.json()["outcome"] == "already_finished"
     assert repo.list_events(job_id) == events and repo.get_job(job_id).result == job.result
 
@@ -375,13 +376,7 @@ def test_a_callback_for_an_earlier_attempts_task_is_not_taken_for_the_retry(musi
     assert again.suno_task_id and again.suno_task_id != old_task
 
     # The first attempt's task finishes late and calls back with the first attempt's URL.
-    late_url = {"token": music.rt.settings.suno_callback_token.get_secret_value(), "jobId": job.job_id}
-    late = requests.post(
-        f"{music.api_url}{CALLBACK_PATH}",
-        params=late_url | {"attempt": "1"},
-        json=complete_callback(old_task),
-        timeout=10,
-    )
+    late = music.callback(complete_callback(old_task), job)  # job as read then: attempt 1
     assert late.status_code == 404 and late.json()["error"] == "JOB_NOT_FOUND"
     assert repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
@@ -427,7 +422,7 @@ def test_a_task_that_never_finishes_times_out_and_a_late_callback_changes_nothin
     assert events[-1].actor == "sweeper" and "STAGE_40_SUNO_PENDING" in events[-1].message
     assert "600s limit" in events[-1].message  # operators keep the sweeper's explanation
 
-    late = music.callback(complete_callback(job.suno_task_id))
+    late = music.callback(complete_callback(job.suno_task_id), job)
     assert late.status_code == 200 and late.json()["outcome"] == "already_finished"
     # The poller finds the leftover schedule, clears it, and does not bother Suno.
     polled = poll_music_jobs(music.rt, now=repo.clock() + FAR_FUTURE)
@@ -445,21 +440,82 @@ def test_callback_with_a_bad_token_is_401_and_changes_nothing(music, token):
     job = waiting_job(music)
     events = music.rt.repo.list_events(job.job_id)
     secret = music.rt.settings.suno_callback_token.get_secret_value()
-    response = music.callback(complete_callback(job.suno_task_id), token=token)
+    response = music.callback(complete_callback(job.suno_task_id), job, token=token)
     assert response.status_code == 401 and response.json()["error"] == "UNAUTHORIZED"
     assert secret not in response.text
     assert music.rt.repo.list_events(job.job_id) == events
     assert music.rt.repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
 
-def test_callback_for_an_unknown_task_is_404(music):
-    response = music.callback(complete_callback(f"unknown-{uuid.uuid4().hex[:6]}"))
+def test_the_callback_url_carries_no_secret_only_a_token_for_its_job_attempt(music):
+    job = waiting_job(music)
+    url = suno_callback_url(music.rt.settings, job)
+    assert url is not None and music.rt.settings.suno_callback_token.get_secret_value() not in url
+    # The URL the fake Suno was handed is exactly that one.
+    assert music.world.task_callback_url(job.suno_task_id) == url
+
+
+def test_another_jobs_callback_url_opens_nothing_for_this_job(music):
+    job = waiting_job(music)
+    other = waiting_job(music)
+    events = music.rt.repo.list_events(job.job_id)
+    # other's URL (say, read from a request log) with job's task in the body:
+    forged = music.callback(complete_callback(job.suno_task_id), other)
+    assert forged.status_code == 404
+    # ...or job's id in other's URL with other's token:
+    url = suno_callback_url(music.rt.settings, other)
+    assert url is not None
+    swapped = requests.post(
+        url.replace(other.job_id, job.job_id), json=complete_callback(job.suno_task_id), timeout=10
+    )
+    assert swapped.status_code == 401
+    assert music.rt.repo.list_events(job.job_id) == events
+    assert "suno.record_info" not in music.world.stats()["calls"]
+
+
+def test_a_replayed_callback_url_after_the_job_finished_or_was_retried_changes_nothing(music):
+    job = waiting_job(music)
+    music.world.finish_task(job.suno_task_id)
+    done = music.reaches(job.job_id, "STAGE_50_SUNO_SUCCESS")
+    events = music.rt.repo.list_events(job.job_id)
+    replay = music.callback(complete_callback(job.suno_task_id, "https://evil.example/x.mp3"), job)
+    assert replay.status_code == 200 and replay.json()["outcome"] == "already_finished"
+    assert music.rt.repo.get_job(job.job_id).result == done.result
+    assert music.rt.repo.list_events(job.job_id) == events
+
+    # A timed-out then retried job: the first attempt's URL does not reach the second attempt.
+    first = waiting_job(music)
+    sweep_stale_jobs(music.rt, now=music.rt.repo.clock() + timedelta(minutes=11))
+    retry_job(music.rt, first.job_id, actor="test")
+    second = music.reaches(first.job_id, "STAGE_40_SUNO_PENDING")
+    stale = music.callback(complete_callback(second.suno_task_id), first)  # attempt 1's URL
+    assert stale.status_code == 404
+    assert music.rt.repo.get_job(first.job_id).stage == "STAGE_40_SUNO_PENDING"
+
+
+def test_a_forged_success_for_a_task_suno_reports_pending_is_not_applied(music):
+    job = waiting_job(music)
+    forged = music.callback(complete_callback(job.suno_task_id, "https://evil.example/x.mp3"), job)
+    assert forged.status_code == 200 and forged.json()["outcome"] == "pending"
+    current = music.rt.repo.get_job(job.job_id)
+    assert current.stage == "STAGE_40_SUNO_PENDING" and "audioUrl" not in current.result
+    assert music.world.stats()["calls"]["suno.record_info"] == 1  # Suno was asked, and said pending
+    # When Suno is really done, the job takes Suno's own audio URL.
+    music.world.finish_task(job.suno_task_id)
+    done = music.reaches(job.job_id, "STAGE_50_SUNO_SUCCESS")
+    assert done.result["audioUrl"].endswith(f"{job.suno_task_id}-1.mp3")
+
+
+def test_callback_for_a_task_that_is_not_the_attempts_is_404(music):
+    job = waiting_job(music)
+    response = music.callback(complete_callback(f"unknown-{uuid.uuid4().hex[:6]}"), job)
     assert response.status_code == 404 and response.json()["error"] == "JOB_NOT_FOUND"
-    assert music.rt.repo.count_jobs() == 0
+    assert music.rt.repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
 
 def test_malformed_callback_is_400(music):
-    response = music.callback({"code": 200, "data": {"callbackType": "complete"}})
+    job = waiting_job(music)
+    response = music.callback({"code": 200, "data": {"callbackType": "complete"}}, job)
     assert response.status_code == 400 and response.json()["error"] == "INVALID_INPUT"
 
 
