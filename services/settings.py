@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # one attempt, and its answer (or "could not tell") is reused for suno_credit_cache_seconds.
     suno_credit_check_timeout_seconds: float = Field(0.5, gt=0)
     suno_credit_cache_seconds: float = Field(30.0, ge=0)
+    # A generate whose answer was lost may still have started a task, which then calls back naming
+    # the job and attempt: a redelivery waits this long for that before asking Suno again. Below the
+    # ~150 s in which the music subscription's five deliveries (10 s backoff, doubling) run out.
+    suno_lost_answer_wait_seconds: float = Field(60.0, ge=0)
 
     # --- CLI (jobtrail) -----------------------------------------------------------------------
     # Unset: the CLI calls the services directly (the emulators, via FIRESTORE/PUBSUB_EMULATOR_HOST).

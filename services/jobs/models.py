@@ -108,6 +108,8 @@ class Job(JobCreate):
     finished_at: datetime | None = None
     error: JobError | None = None
     suno_task_id: str | None = None
+    # When this attempt asked Suno for a generation (before the answer, which can be lost).
+    suno_requested_at: datetime | None = None
     result: dict[str, Any] = Field(default_factory=dict)
     cost: Cost = Field(default_factory=Cost)
     otel_trace_id: str | None = None

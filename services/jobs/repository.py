@@ -333,6 +333,20 @@ class JobRepository:
 
         return run(self.db.transaction())
 
+    def attach_suno_task(self, job_id: str, attempt: int, task_id: str) -> bool:
+        """Store the task a callback names for ``attempt``, if that attempt has none yet (its
+        generate's answer may have been lost); False if the job finished, moved on or has one."""
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            job = self.get_job(job_id, transaction)
+            if job.status.is_terminal or job.attempt != attempt or job.suno_task_id is not None:
+                return False
+            transaction.update(self.job_ref(job_id), {"sunoTaskId": task_id})
+            return True
+
+        return run(self.db.transaction())
+
     def update_fields(self, job_id: str, **fields: Any) -> None:
         """Set non-stage fields (otelTraceId, cost...) that no precondition guards."""
         self.job_ref(job_id).update(_camel_patch(fields))

@@ -82,6 +82,9 @@ def confirmed_outcome(rt: Runtime, job: Job, callback: SunoCallback) -> SunoOutc
     if job.status.is_terminal:
         return SunoOutcome.ALREADY_FINISHED
     if not callback.finished:
+        if job.suno_task_id is None:
+            # The worker may never hear generate's answer: this names the attempt's task for it.
+            rt.repo.attach_suno_task(job.job_id, job.attempt, callback.task_id)
         return apply_suno_result(rt, job, callback, actor="suno-callback")  # a sign of life
     try:
         record = rt.suno.record_info(callback.task_id)

@@ -26,6 +26,15 @@ class NonRetryableError(Exception):
         self.message = message
 
 
+class RetryLater(Exception):
+    """Not a failure: the step cannot go on yet (an outside answer is awaited); retried by redelivery."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass
 class StepResult:
     # Job fields to set with the ``done`` stage (snake_case model names: result, suno_task_id...).

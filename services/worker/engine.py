@@ -36,7 +36,7 @@ from services.jobs.state_machine import Transition
 from services.messages import JobMessage, PushEnvelope
 from services.pipelines.registry import get_pipeline, get_steps
 from services.pipelines.spec import JobStatus, PipelineSpec
-from services.pipelines.steps import NonRetryableError, Step, StepContext, StepResult
+from services.pipelines.steps import NonRetryableError, RetryLater, Step, StepContext, StepResult
 from services.runtime import Runtime
 from services.telemetry import bind_job, bind_labels, consumer_span, get_metrics, get_tracer
 from services.telemetry.redaction import Redactor, secret_values
@@ -100,6 +100,8 @@ def classify(exc: BaseException) -> tuple[str, bool]:
 
     if isinstance(exc, NonRetryableError):
         return exc.code, False
+    if isinstance(exc, RetryLater):
+        return exc.code, True
     if isinstance(exc, PermanentExternalError):
         return exc.code, False
     if isinstance(exc, ExternalError):

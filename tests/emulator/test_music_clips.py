@@ -363,6 +363,51 @@ def test_a_callback_that_outruns_the_worker_storing_the_task_id_still_finishes_t
     assert music.world.stats()["calls"]["suno.generate"] == 1
 
 
+def test_a_redelivery_after_a_lost_generate_answer_waits_for_the_task_instead_of_paying_again(music):
+    # Suno creates the task but its answer never arrives in time (the first lost answer is the
+    # credit check's); nor does any callback, for now.
+    music.world.configure(
+        suno={
+            "callbacks_enabled": False,
+            "result": "never",
+            "lose_response_next_n": 2,
+            "lost_response_stall_ms": 3000,  # past the client's 2 s timeout
+        }
+    )
+    job_id = music.run_once().json()["jobId"]
+    repo = music.rt.repo
+
+    def a_redelivery_that_waited():
+        executions = repo.list_executions(job_id)
+        return any((e.last_error or "").startswith("SUNO_ANSWER_PENDING") for e in executions)
+
+    wait_for(a_redelivery_that_waited, timeout=30, what="a redelivery waiting for the lost answer")
+    assert music.world.stats()["calls"]["suno.generate"] == 1
+    [task_id] = music.world.stats()["suno_tasks"]
+    music.world.finish_task(task_id)  # the task calls back, naming the job and attempt
+    job = music.reaches(job_id, "STAGE_50_SUNO_SUCCESS")
+    assert job.suno_task_id == task_id and music.world.stats()["calls"]["suno.generate"] == 1
+
+
+def test_a_text_callback_names_the_task_for_a_redelivery_that_lost_generates_answer(music):
+    music.world.configure(
+        suno={
+            "callbacks_enabled": False,
+            "result": "never",
+            "lose_response_next_n": 2,
+            "lost_response_stall_ms": 3000,
+        }
+    )
+    job_id = music.run_once().json()["jobId"]
+    [task_id] = wait_for(lambda: list(music.world.stats()["suno_tasks"]), what="the task Suno created")
+    job = music.rt.repo.get_job(job_id)
+    text = {"code": 200, "msg": "Text done", "data": {"callbackType": "text", "task_id": task_id, "data": []}}
+    assert music.callback(text, job).json()["outcome"] == "pending"
+    # The redelivery carries on with that task: no second generation.
+    pending = music.reaches(job_id, "STAGE_40_SUNO_PENDING")
+    assert pending.suno_task_id == task_id and music.world.stats()["calls"]["suno.generate"] == 1
+
+
 def test_a_callback_for_an_earlier_attempts_task_is_not_taken_for_the_retry(music):
     job = waiting_job(music)
     old_task = job.suno_task_id
