@@ -48,6 +48,7 @@ from services.jobs.state_machine import (
 from services.pipelines.registry import get_pipeline
 from services.pipelines.spec import JobStatus
 from services.settings import Settings
+from services.telemetry import get_metrics
 
 Clock = Callable[[], datetime]
 
@@ -307,7 +308,12 @@ class JobRepository:
             self._commit_plan(transaction, job_id, plan)
             return TransitionResult(job=job.model_copy(update=plan.patch), applied=True, event=plan.event)
 
-        return run(self.db.transaction())
+        result = run(self.db.transaction())
+        if result.applied and result.job.status.is_terminal:
+            # Counted here, the one write that finishes a job, whoever asked for it (worker, Suno
+            # callback, poller, sweeper, DLQ analyzer, cancel): jobs_finished_total is every job.
+            get_metrics().job_finished(result.job.pipeline, result.job.status)
+        return result
 
     def retry(self, job_id: str, *, actor: str) -> Job:
         """Reopen a failed or timed-out job as attempt + 1 (the only way out of a terminal stage)."""

@@ -83,14 +83,8 @@ class JobCancelled(Exception):
 
 
 def _took(result: TransitionResult) -> Job:
-    """The job after a worker's transition; counts it finished if this very write finished it.
-
-    Two attempts of one job can overlap (one past its delivery deadline, one redelivered) and both
-    see the job reach its last stage, but only one transaction wrote that stage: counting there
-    keeps jobs_finished_total equal to the jobs the worker finished in Firestore.
-    """
-    if result.applied and result.job.status.is_terminal:
-        get_metrics().job_finished(result.job.pipeline, result.job.status)
+    """The job after a worker's transition (the repository counts it finished if this very write
+    finished it: of two overlapping attempts, only one transaction wrote the last stage)."""
     return result.job
 
 
