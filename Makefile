@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 ## Every test: unit, then emulator (the emulators start and stop inside pytest), then e2e.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/contract
 
 unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -44,8 +44,11 @@ soak: setup
 fuzz: setup
 	$(PY) -m pytest -q -p tests.fuzz.profiles --hypothesis-profile=jobtrail-fuzz-long tests/fuzz tests/unit/test_fuzz_payloads.py
 
-iac:
+## Offline Terraform and Cloud Build checks, then the deployment contract: every entry point started
+## with the environment Terraform renders (tests/contract; needs the Terraform the check installs).
+iac: setup
 	../shared/iac/check
+	$(PY) -m pytest -q tests/contract
 
 clean:
 	rm -rf $(VENV) .emulators .pytest_cache

@@ -6,7 +6,11 @@ import flask
 import functions_framework
 
 from services.api import create_app
+from services.deployment import require_deployment
 from services.runtime import get_runtime
+
+# In the cloud, refuse to start (Cloud Run fails the revision) without what the deployment must set.
+require_deployment("api")
 
 _app: flask.Flask | None = None
 _app_lock = threading.Lock()

@@ -1,15 +1,16 @@
 """The stale-job sweeper (HTTP, Cloud Scheduler every minute; IAM-invoker only)."""
 
-from dataclasses import asdict
-
 import flask
 import functions_framework
 
-from services import sweeper
-from services.http import json_response
+from services.deployment import require_deployment
 from services.runtime import get_runtime
+from services.sweeper import handle_sweep
+
+# In the cloud, refuse to start (Cloud Run fails the revision) without what the deployment must set.
+require_deployment("sweep_stale_jobs")
 
 
 @functions_framework.http
 def sweep_stale_jobs(request: flask.Request) -> flask.Response:
-    return json_response(asdict(sweeper.sweep_stale_jobs(get_runtime())))
+    return handle_sweep(get_runtime(), request)

@@ -15,6 +15,16 @@ from services.errors import InvalidInput, JobtrailError, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 
+# Cloud Run's startup and liveness probes (terraform/modules/functions) ask every service here. Not
+# "/healthz": Cloud Run reserves paths ending in "z" on its public URLs.
+HEALTH_PATH = "/health"
+
+
+def health_response(name: str, settings: Any) -> flask.Response:
+    """The probe's answer: the process serves. It touches no dependency, so a Firestore outage
+    does not make Cloud Run kill every instance."""
+    return json_response({"status": "ok", "entryPoint": name, "revision": settings.k_revision})
+
 
 def read_body(request: flask.Request, max_bytes: int) -> bytes:
     """The raw body, refusing more than ``max_bytes`` before reading it all into memory."""
@@ -79,7 +89,9 @@ def entry_point(name: str) -> Callable[[Callable[..., flask.Response]], Callable
 
             from services.telemetry import get_logger, get_tracer, metrics_response, setup_telemetry
 
-            setup_telemetry(rt.settings)
+            if request.method == "GET" and request.path == HEALTH_PATH:
+                return health_response(name, rt.settings)
+            telemetry = setup_telemetry(rt.settings)
             # Only where Prometheus is the exporter (local, self-hosted): deployed services export to
             # Cloud Monitoring and leave the path alone, so public ones expose nothing extra.
             if (
@@ -116,7 +128,11 @@ def entry_point(name: str) -> Callable[[Callable[..., flask.Response]], Callable
                         }
                     },
                 )
-                return response
+            # With CPU only during requests, background exporters stall between them: export now,
+            # while this request still holds the CPU.
+            if rt.settings.cpu_allocation == "request":
+                telemetry.flush_after_request()
+            return response
 
         return wrapped
 

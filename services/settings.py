@@ -9,12 +9,30 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# local: a developer's machine or the local stack; test: the test suite; cloud: deployed, where
+# services/deployment.py refuses development defaults at start.
+Environment = Literal["local", "test", "cloud"]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    # --- Where this runs ----------------------------------------------------------------------
+    environment: Environment = Field(
+        "local", description="Unset: cloud where Cloud Run's K_SERVICE is set, local elsewhere."
+    )
+    # Cloud Run sets these in every container (the service and revision names).
+    k_service: str | None = None
+    k_revision: str | None = None
+    # Cloud Run's CPU model for this service (Terraform sets it beside cpu_idle): with "request" the
+    # CPU is throttled between requests, so telemetry is exported before each response instead of by
+    # background threads.
+    cpu_allocation: Literal["always", "request"] = "always"
+    # Cloud Run allows 10 s between SIGTERM and SIGKILL: exporting what is left must fit in it.
+    telemetry_shutdown_seconds: float = Field(8.0, gt=0, le=9.5)
 
     # --- Google Cloud -----------------------------------------------------------------------
     google_cloud_project: str = Field("jobtrail-local", description="Project id (emulators accept any).")
@@ -97,6 +115,8 @@ class Settings(BaseSettings):
     cost_per_gb_egress: float = 0.12
 
     # --- Alerting -----------------------------------------------------------------------------
+    # The chat channels the deployment configured (Terraform): each one's secrets must then be there.
+    alert_channels: list[Literal["telegram", "slack"]] = Field(default_factory=list)
     telegram_api_url: str = "https://api.telegram.org"
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None
@@ -153,6 +173,14 @@ class Settings(BaseSettings):
     # stream holds one of those threads, so streams are also capped at threads - reserved.
     threads: int | None = Field(None, ge=1)
     sse_reserved_threads: int = Field(4, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_from_platform(cls, data: object) -> object:
+        """Cloud Run (K_SERVICE set) means cloud unless ENVIRONMENT says otherwise."""
+        if isinstance(data, dict) and not data.get("environment"):
+            return {**data, "environment": "cloud" if data.get("k_service") else "local"}
+        return data
 
 
 @lru_cache(maxsize=1)

@@ -13,12 +13,14 @@ Two sweeps running at once therefore time each job out once: the second finds it
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+import flask
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
 from services.errors import JobNotFound, TransitionConflict
+from services.http import entry_point, json_response
 from services.jobs.models import Job, JobError
 from services.jobs.state_machine import Transition
 from services.pipelines.registry import get_pipeline
@@ -109,3 +111,9 @@ def sweep_stale_jobs(rt: Runtime, now: datetime | None = None) -> SweepReport:
         extra={"fields": {"staleFound": report.found, "timedOut": report.timed_out}},
     )
     return report
+
+
+@entry_point("sweep_stale_jobs")
+def handle_sweep(rt: Runtime, request: flask.Request) -> flask.Response:
+    """Cloud Scheduler's call: one sweep, answered with its report."""
+    return json_response(asdict(sweep_stale_jobs(rt)))

@@ -15,7 +15,7 @@ from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import stream_blueprint
 from services.auth import SETTINGS_EXTENSION, check_auth_settings
 from services.errors import JobtrailError, Unauthorized
-from services.http import error_response, json_response
+from services.http import HEALTH_PATH, error_response, json_response
 from services.music_clips.api import music_clips_blueprint
 from services.runtime import Runtime, get_runtime
 
@@ -87,6 +87,8 @@ def _register_access_log(app: flask.Flask) -> None:
 
     @app.after_request
     def access_log(response: flask.Response) -> flask.Response:
+        if flask.request.path == HEALTH_PATH:
+            return response  # Cloud Run's probes: a line each would drown the log.
         # The route, not the URL: query strings and ids stay out of the line.
         rule = flask.request.url_rule.rule if flask.request.url_rule else "<unrouted>"
         latency = time.perf_counter() - flask.g.get("jobtrail_started", time.perf_counter())

@@ -5,6 +5,11 @@ its protobuf: equality filters, range filters, orders, aggregated fields. From t
 index Firestore needs: equality fields (any order), then the sort fields with their directions,
 then an aggregated field. The emulator never enforces indexes, so this is how tests know.
 
+Every composite index is written again on every write of a document it covers, so the file holds as
+few as the queries allow: a query with only == filters and a sort is served by Firestore's index
+merging from one index per filtered field, each (field, sort...), rather than one index per
+combination of filters ("Taking advantage of index merging", Firestore's index overview).
+
     python -m services.api.indexes            # rewrite infra/firestore.indexes.json's "indexes"
     python -m services.api.indexes --check    # exit 1 if a needed index is missing
 """
@@ -32,6 +37,9 @@ class IndexNeed:
     collection: str
     equality: frozenset[str]
     order: tuple[tuple[str, str], ...]  # (field, ASCENDING | DESCENDING)
+    # Only == filters (no range, IN or array filter) and no aggregated field: Firestore can merge
+    # one index per filtered field instead of needing the full combination.
+    mergeable: bool = False
 
     @property
     def fields(self) -> set[str]:
@@ -46,6 +54,17 @@ class IndexNeed:
         fields = [{"fieldPath": name, "order": "ASCENDING"} for name in sorted(self.equality)]
         fields += [{"fieldPath": name, "order": direction} for name, direction in self.order]
         return {"collectionGroup": self.collection, "queryScope": "COLLECTION", "fields": fields}
+
+    def parts(self) -> list[IndexNeed]:
+        """The composite indexes that serve this query: itself, or where Firestore merges indexes,
+        one (field, sort...) per filtered field (none with no sort: single-field indexes merge)."""
+        if not self.needs_composite:
+            return []
+        if self.mergeable and len(self.equality) > 1:
+            if not self.order:
+                return []
+            return [IndexNeed(self.collection, frozenset({f}), self.order) for f in sorted(self.equality)]
+        return [self]
 
     def covered_by(self, index: dict[str, Any]) -> bool:
         if (
@@ -77,9 +96,11 @@ def need_of(structured_query: Any, prefix: str, aggregated: Iterable[str] = ()) 
     collection = structured_query.from_[0].collection_id.removeprefix(prefix)
     equality: set[str] = set()
     ranges: list[str] = []
+    only_equal = not aggregated
     where = structured_query.where if "where" in structured_query else None
     for f in _field_filters(where):
         op = f.op.name
+        only_equal = only_equal and op == "EQUAL"
         (equality.add if op in _EQUALITY_OPS else ranges.append)(f.field.field_path)
     order = [(o.field.field_path, o.direction.name) for o in structured_query.order_by]
     if not order and ranges:
@@ -92,7 +113,9 @@ def need_of(structured_query: Any, prefix: str, aggregated: Iterable[str] = ()) 
         implicit = order[-2][1] if len(order) > 1 else "ASCENDING"
         if order[-1][1] == implicit:
             order = order[:-1]
-    return IndexNeed(collection=collection, equality=frozenset(equality), order=tuple(order))
+    return IndexNeed(
+        collection=collection, equality=frozenset(equality), order=tuple(order), mergeable=only_equal
+    )
 
 
 def api_needs(repo: JobRepository) -> list[IndexNeed]:
@@ -134,8 +157,7 @@ def missing(needs: Iterable[IndexNeed], spec_file: dict[str, Any]) -> list[Index
     indexes = spec_file.get("indexes", [])
     out = []
     for need in needs:
-        if need.needs_composite and not any(need.covered_by(i) for i in indexes):
-            out.append(need)
+        out += [part for part in need.parts() if not any(part.covered_by(i) for i in indexes)]
     return out
 
 
@@ -151,7 +173,7 @@ def unindexed_fields(needs: Iterable[IndexNeed], spec_file: dict[str, Any]) -> l
 
 def render(needs: Iterable[IndexNeed], spec_file: dict[str, Any]) -> dict[str, Any]:
     """``spec_file`` with its indexes replaced by exactly what ``needs`` require, in a stable order."""
-    unique = {json.dumps(n.as_index(), sort_keys=True): n.as_index() for n in needs if n.needs_composite}
+    unique = {json.dumps(p.as_index(), sort_keys=True): p.as_index() for n in needs for p in n.parts()}
     return {
         "indexes": [unique[k] for k in sorted(unique)],
         "fieldOverrides": spec_file.get("fieldOverrides", []),

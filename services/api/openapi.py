@@ -13,8 +13,9 @@ import flask
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from services.api.routing import ApiBlueprint, Operation
-from services.api.schemas import ErrorBody, OpenApiDocument
+from services.api.routing import ApiBlueprint, Operation, current_runtime
+from services.api.schemas import ErrorBody, Health, OpenApiDocument
+from services.http import HEALTH_PATH
 
 bp = ApiBlueprint("openapi", __name__)
 
@@ -186,3 +187,15 @@ def spec_of(app: flask.Flask) -> dict[str, Any]:
 )
 def get_openapi(call: None) -> OpenApiDocument:
     return OpenApiDocument(spec_of(flask.current_app))
+
+
+@bp.operation(
+    "GET",
+    HEALTH_PATH,
+    summary="Cloud Run's startup and liveness probe: the instance serves (no dependency is asked)",
+    responses={200: Health},
+    authenticated=False,
+)
+def get_health(call: None) -> Health:
+    settings = current_runtime().settings
+    return Health(status="ok", entryPoint="api", revision=settings.k_revision)

@@ -327,3 +327,13 @@ class AuditPage(Envelope):
 
 class OpenApiDocument(RootModel[dict[str, Any]]):
     """This document."""
+
+
+class Health(BaseModel):
+    """What Cloud Run's probes get from a serving instance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"]
+    entryPoint: str
+    revision: str | None = None

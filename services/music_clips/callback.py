@@ -27,7 +27,7 @@ import flask
 from services.errors import InvalidInput, JobNotFound, Unauthorized
 from services.external.resilience import ExternalError
 from services.external.suno import SunoCallback, SunoRecord, parse_callback
-from services.http import json_response, read_body, with_errors
+from services.http import entry_point, json_response, read_body
 from services.jobs.models import Job, is_job_id
 from services.music_clips.config import (
     CALLBACK_ATTEMPT_PARAM,
@@ -96,7 +96,7 @@ def confirmed_outcome(rt: Runtime, job: Job, callback: SunoCallback) -> SunoOutc
     return apply_suno_result(rt, job, record, actor="suno-callback", task_id=callback.task_id)
 
 
-@with_errors
+@entry_point("suno_callback")
 def handle_suno_callback(rt: Runtime, request: flask.Request) -> flask.Response:
     job_id, attempt = authorized_attempt(rt, request)
     try:

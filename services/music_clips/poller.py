@@ -12,10 +12,13 @@ and left to the backoff; a job Suno never answers for is the sweeper's to time o
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+import flask
+
 from services.external.resilience import ExternalError
+from services.http import entry_point, json_response
 from services.jobs.repository import DueSunoPoll
 from services.music_clips.config import poll_delay_seconds
 from services.music_clips.service import apply_suno_result
@@ -89,3 +92,9 @@ def _poll_one(rt: Runtime, due: DueSunoPoll, now: datetime, outcomes: Counter[st
         return "error"
     outcomes[apply_suno_result(rt, job, record, actor="suno-poller").value] += 1
     return "polled"
+
+
+@entry_point("poll_music_jobs")
+def handle_poll(rt: Runtime, request: flask.Request) -> flask.Response:
+    """Cloud Scheduler's call: one round of polls, answered with its report."""
+    return json_response(asdict(poll_music_jobs(rt)))

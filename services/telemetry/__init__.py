@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +32,13 @@ from services.settings import Settings, get_settings
 from services.telemetry import _active
 from services.telemetry.cost import StageCost, charge_stage, cost_items
 from services.telemetry.logging import bind_job, bind_labels, configure_logging, current_labels, get_logger
-from services.telemetry.metrics import METER_NAME, Metrics, build_meter_provider, prometheus_exposition
+from services.telemetry.metrics import (
+    METER_NAME,
+    MIN_EXPORT_INTERVAL_SECONDS,
+    Metrics,
+    build_meter_provider,
+    prometheus_exposition,
+)
 from services.telemetry.redaction import redact, register_secrets
 from services.telemetry.tracing import (
     build_tracer_provider,
@@ -104,6 +111,7 @@ class Telemetry:
     span_exporter: InMemorySpanExporter | None = None
     _shutdown_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _is_shut_down: bool = field(default=False, repr=False)
+    _metrics_flushed_at: float = field(default=0.0, repr=False)
 
     @classmethod
     def create(
@@ -147,15 +155,33 @@ class Telemetry:
         metrics = self.meter_provider.force_flush(timeout_millis)
         return bool(spans and metrics)
 
+    def flush_after_request(self) -> None:
+        """Export before a response where the CPU is throttled between requests (Cloud Run's
+        request-based CPU): every finished span, and metrics at most once per Cloud Monitoring's
+        sampling period (a later request, or the shutdown, sends what this one skipped)."""
+        self.tracer_provider.force_flush(int(self.settings.telemetry_shutdown_seconds * 1000))
+        now = time.monotonic()
+        if now - self._metrics_flushed_at >= MIN_EXPORT_INTERVAL_SECONDS:
+            self._metrics_flushed_at = now
+            self.meter_provider.force_flush(int(self.settings.telemetry_shutdown_seconds * 1000))
+
     def shutdown(self) -> None:
-        """Flush and stop the exporters (idempotent); the Telemetry stops being active."""
+        """Flush and stop the exporters (idempotent), within settings.telemetry_shutdown_seconds
+        (Cloud Run's SIGTERM grace is 10 s); the Telemetry stops being active."""
         with self._shutdown_lock:
             if self._is_shut_down:
                 return
             self._is_shut_down = True
         _active.remove(self)
+        deadline = time.monotonic() + self.settings.telemetry_shutdown_seconds
+
+        def left_millis() -> int:
+            return max(1, int((deadline - time.monotonic()) * 1000))
+
+        # Spans first (a trace of the last requests), then one last metric export.
+        self.tracer_provider.force_flush(left_millis())
+        self.meter_provider.shutdown(timeout_millis=left_millis())
         self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
 
     @contextmanager
     def activated(self) -> Iterator[Telemetry]:

@@ -10,6 +10,7 @@ writes, does not grow with the number of jobs.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,10 @@ Outcome = Literal["success", "failure", "dlq"]
 
 
 def export_interval_seconds(settings: Settings) -> float:
+    """How often the background reader exports; never, where the CPU is throttled between requests
+    (each request flushes instead, services/http.py)."""
+    if settings.cpu_allocation == "request":
+        return math.inf
     return max(MIN_EXPORT_INTERVAL_SECONDS, settings.metrics_export_interval_seconds)
 
 

@@ -92,6 +92,7 @@ def subscriptions_by_role() -> dict[str, list[str]]:
 
 
 SUBSCRIPTIONS = subscriptions_by_role()
+DECLARED_METRICS = yaml.safe_load((REPO / "infra" / "metrics.yaml").read_text())
 ENTRY_POINTS = yaml.safe_load((REPO / "terraform" / "entrypoints.yaml").read_text())
 SERVICES = [f"{PREFIX}{key.replace('_', '-')}" for key in ENTRY_POINTS]
 VARS = {
@@ -112,8 +113,11 @@ def resolve(template: str) -> str:
         if expr == "local.pubsub_metric":
             return resolve(text(LOCALS["pubsub_metric"]))
         if m := re.fullmatch(r'local\.metric\["(\w+)"\]', expr):
+            # One entry per declared descriptor (metrics.tf, from infra/metrics.yaml).
+            assert m.group(1) in DECLARED_METRICS, f"{m.group(1)} has no descriptor in infra/metrics.yaml"
             [for_body] = re.findall(r'name => (".*")\}\}$', LOCALS["metric"])
-            return resolve(text(for_body).replace("${name}", m.group(1)))
+            descriptor_type = f"${{var.metric_prefix}}/{m.group(1)}"
+            return resolve(text(for_body).replace("${descriptor.type}", descriptor_type))
         if m := re.fullmatch(r'local\.one_of\["(\w+)"\]', expr):
             return ", ".join(f'"{name}"' for name in SUBSCRIPTIONS[m.group(1)])
         if expr == "local.services":

@@ -66,7 +66,9 @@ def test_equality_then_sort_with_the_id_tiebreak_implicit(repo):
             limit=5,
         ),
     )
-    assert got == indexes.IndexNeed("jobs", frozenset({"userId", "status"}), (("createdAt", "DESCENDING"),))
+    assert got == indexes.IndexNeed(
+        "jobs", frozenset({"userId", "status"}), (("createdAt", "DESCENDING"),), mergeable=True
+    )
     assert got.covered_by(
         {
             "collectionGroup": "jobs",
@@ -113,3 +115,42 @@ def test_an_aggregated_field_joins_the_index_after_the_filters(repo):
 def test_a_descending_id_order_alone_is_not_implicit(repo):
     got = need(repo, QuerySpec(equals=(("pipeline", "video"),), order=(("__name__", True),)))
     assert got.order == (("__name__", "DESCENDING"),) and got.needs_composite
+
+
+def test_equality_filters_with_a_sort_are_served_by_one_index_per_field(repo):
+    """Firestore merges (field, sort) indexes for == filters: three filters need three indexes, not
+    one per combination; with no sort, the automatic single-field indexes merge."""
+    order = (("createdAt", "DESCENDING"),)
+    got = need(
+        repo,
+        QuerySpec(
+            equals=(("userId", "u"), ("status", "running"), ("pipeline", "video")),
+            order=(("createdAt", True),),
+        ),
+    )
+    assert got.parts() == [
+        indexes.IndexNeed("jobs", frozenset({"pipeline"}), order),
+        indexes.IndexNeed("jobs", frozenset({"status"}), order),
+        indexes.IndexNeed("jobs", frozenset({"userId"}), order),
+    ]
+    assert need(repo, QuerySpec(equals=(("userId", "u"), ("status", "running")))).parts() == []
+
+
+def test_a_range_filter_or_an_aggregation_keeps_the_full_composite_index(repo):
+    ranged = need(
+        repo,
+        QuerySpec(
+            equals=(("userId", "u"), ("status", "running")),
+            range_field="createdAt",
+            range_from=datetime.now(UTC),
+        ),
+    )
+    assert ranged.parts() == [ranged] and not ranged.mergeable
+    summed = need(repo, QuerySpec(equals=(("accountId", "a"), ("userId", "u"))), sum_of="cost.total")
+    assert summed.parts() == [summed]
+
+
+def test_index_merging_keeps_the_file_small(spec_file):
+    """Every composite index is rewritten on each write of a job it covers."""
+    jobs = [i for i in spec_file["indexes"] if i["collectionGroup"] == "jobs"]
+    assert len(jobs) <= 60

@@ -368,3 +368,12 @@ def test_a_changed_topology_file_changes_what_terraform_creates(tmp_path: Path) 
     _, subs = terraform_view(path)
 
     assert subs["video-worker"].max_delivery_attempts == 7
+
+
+def test_an_apply_leaves_a_paused_queue_paused() -> None:
+    """The control plane pauses a queue by detaching its push endpoint (services/control.py); if
+    Terraform managed push_config after creation, the next apply would attach it again and the
+    worker would nack every delivery of the paused queue until it dead-lettered."""
+    [sub] = resources(hcl2.load(PUBSUB_MODULE.open()), "google_pubsub_subscription").values()
+    [lifecycle] = sub["lifecycle"]
+    assert [_expr(e) for e in lifecycle["ignore_changes"]] == ["push_config"]

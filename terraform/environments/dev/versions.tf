@@ -6,10 +6,6 @@ terraform {
       source  = "hashicorp/google"
       version = "8.7.0"
     }
-    archive = {
-      source  = "hashicorp/archive"
-      version = "2.8.1"
-    }
     random = {
       source  = "hashicorp/random"
       version = "3.9.1"

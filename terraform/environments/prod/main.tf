@@ -1,5 +1,5 @@
 # The prod environment: the whole stack (terraform/modules/stack), named and sized for prod.
-# Operator settings (project, alert destinations, webhook callers) come from variables.tf.
+# Operator settings (project, outside services, secrets, alert destinations) come from variables.tf.
 
 locals {
   environment = "prod"
@@ -21,9 +21,14 @@ module "stack" {
     api = { min_instances = 1 }
   }
 
-  alert_emails            = var.alert_emails
-  slack_channel           = var.slack_channel
-  slack_auth_token        = var.slack_auth_token
-  telegram_chat_id        = var.telegram_chat_id
-  webhook_invoker_members = var.webhook_invoker_members
+  alert_emails       = var.alert_emails
+  slack_channel      = var.slack_channel
+  slack_auth_token   = var.slack_auth_token
+  telegram_chat_id   = var.telegram_chat_id
+  telegram_bot_token = var.telegram_bot_token
+  slack_webhook_url  = var.slack_webhook_url
+  suno_api_key       = var.suno_api_key
+  secret_versions    = var.secret_versions
+  # Unset optional fields keep the stack's defaults (sunoapi.org, the Graph API).
+  outside_urls = { for key, url in var.outside_urls : key => url if url != null }
 }

@@ -26,13 +26,50 @@ variable "slack_auth_token" {
 }
 
 variable "telegram_chat_id" {
-  description = "Telegram chat the alert relay posts to (the bot token is the secret TELEGRAM_BOT_TOKEN)."
+  description = "Telegram chat the alert relay posts to (with telegram_bot_token; null: no Telegram)."
   type        = string
   default     = null
 }
 
-variable "webhook_invoker_members" {
-  description = "Who may call webhook_intake (roles/run.invoker): the video source's identity."
-  type        = list(string)
-  default     = []
+variable "telegram_bot_token" {
+  description = "Telegram bot token (from @BotFather), with telegram_chat_id. Pass via TF_VAR_telegram_bot_token."
+  type        = string
+  sensitive   = true
+  default     = null
+}
+
+variable "slack_webhook_url" {
+  description = "Slack incoming webhook URL the alert relay posts to (null: none). Pass via TF_VAR_slack_webhook_url."
+  type        = string
+  sensitive   = true
+  default     = null
+}
+
+variable "suno_api_key" {
+  description = "sunoapi.org API key. Pass via TF_VAR_suno_api_key."
+  type        = string
+  sensitive   = true
+}
+
+variable "secret_versions" {
+  description = "Version number of each operator-given secret; raise one to roll out a new value."
+  type        = map(number)
+  default     = {}
+}
+
+variable "outside_urls" {
+  description = "Base URLs of the outside services: video_source and processor (required), suno and instagram (defaults: sunoapi.org, Graph API v21.0)."
+  type = object({
+    suno         = optional(string)
+    video_source = string
+    processor    = string
+    instagram    = optional(string)
+  })
+}
+
+
+variable "propagation_wait_seconds" {
+  description = "Pause after enabling APIs and granting roles, for Google Cloud's eventual consistency."
+  type        = number
+  default     = 90
 }

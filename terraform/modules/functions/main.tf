@@ -2,56 +2,14 @@ locals {
   service_names = { for key in keys(var.services) : key => "${var.prefix}${replace(key, "_", "-")}" }
   # Cloud Run's deterministic URLs: known before the services exist, so services can be told each
   # other's address without a dependency cycle.
-  urls       = { for key, name in local.service_names : key => "https://${name}-${data.google_project.this.number}.${var.region}.run.app" }
-  audiences  = { for key, name in local.service_names : key => "jobtrail/${name}" }
-  registry   = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
-  images     = { for key, name in local.service_names : key => "${local.registry}/${name}" }
-  base_image = "${var.region}-docker.pkg.dev/serverless-runtimes/google-22-full/runtimes/${var.runtime}"
-  url_env    = { for env_name, key in var.url_env : env_name => local.urls[key] }
+  urls      = { for key, name in local.service_names : key => "https://${name}-${data.google_project.this.number}.${var.region}.run.app" }
+  audiences = { for key, name in local.service_names : key => "jobtrail/${name}" }
+  # Per service: its variables that carry another service's URL.
+  url_env = { for service, vars in var.url_env : service => { for env_name, key in vars : env_name => local.urls[key] } }
 }
 
 data "google_project" "this" {
   project_id = var.project_id
-}
-
-# ---- one source archive of the repo -----------------------------------------------------------
-
-data "archive_file" "source" {
-  type       = "zip"
-  source_dir = var.source_dir
-  excludes   = var.source_excludes
-  # Inside .terraform/, which git ignores.
-  output_path = "${path.root}/.terraform/build/${var.prefix}source.zip"
-}
-
-resource "google_storage_bucket" "source" {
-  project                     = var.project_id
-  name                        = "${var.project_id}-${var.prefix}source"
-  location                    = var.region
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  force_destroy               = !var.deletion_protection
-  labels                      = var.labels
-
-  versioning {
-    enabled = true
-  }
-
-  lifecycle_rule {
-    condition {
-      age = var.source_retention_days
-    }
-    action {
-      type = "Delete"
-    }
-  }
-}
-
-resource "google_storage_bucket_object" "source" {
-  # Named by content: a changed repo is a new object, an unchanged one is not re-uploaded.
-  name   = "source-${data.archive_file.source.output_md5}.zip"
-  bucket = google_storage_bucket.source.name
-  source = data.archive_file.source.output_path
 }
 
 resource "google_artifact_registry_repository" "images" {
@@ -60,7 +18,7 @@ resource "google_artifact_registry_repository" "images" {
   location      = var.region
   repository_id = "${var.prefix}images"
   format        = "DOCKER"
-  description   = "Images built from source for the jobtrail services (Terraform's first build, then Cloud Build's)."
+  description   = "Images Cloud Build builds from source for the jobtrail services."
   labels        = var.labels
 
   cleanup_policies {
@@ -88,20 +46,10 @@ resource "google_cloud_run_v2_service" "this" {
   custom_audiences     = [local.audiences[each.key]]
   labels               = merge(var.labels, { entry_point = each.key })
 
-  # Terraform's first deploy builds the function from the archive; later code goes out through
-  # Cloud Build (tagged revision, smoke test, traffic move), which is why these are ignored below.
-  build_config {
-    source_location          = "gs://${google_storage_bucket.source.name}/${google_storage_bucket_object.source.name}"
-    function_target          = each.key
-    image_uri                = local.images[each.key]
-    base_image               = local.base_image
-    enable_automatic_updates = true
-    service_account          = var.build_service_account_id
-    environment_variables = {
-      GOOGLE_FUNCTION_SOURCE = each.value.source
-    }
-  }
-
+  # Terraform creates each service on a placeholder image that exists (var.placeholder_image), so
+  # the first apply needs no build; Cloud Build ships the code (tagged revision, smoke test, traffic
+  # move), which is why the image and the traffic are left to it below. `build_config` is not used:
+  # it records build metadata but starts no build (terraform-provider-google #22263, #23057).
   template {
     service_account                  = var.service_accounts[each.key]
     timeout                          = "${each.value.timeout_seconds}s"
@@ -115,16 +63,39 @@ resource "google_cloud_run_v2_service" "this" {
     }
 
     containers {
-      image          = local.images[each.key]
-      base_image_uri = local.base_image
+      image = var.placeholder_image
 
       resources {
         limits = {
           cpu    = each.value.cpu
           memory = each.value.memory
         }
-        cpu_idle          = true
+        # "request": CPU only while a request is in flight (the service exports its telemetry before
+        # each response); "always": background work between requests (docs/decisions/0008).
+        cpu_idle          = each.value.cpu_allocation == "request"
         startup_cpu_boost = true
+      }
+
+      # Every entry point answers GET /health (services/http.py) without asking a dependency; the
+      # startup probe holds traffic until the process imports, which is where it refuses to start
+      # without what the deployment must set (services/deployment.py).
+      startup_probe {
+        initial_delay_seconds = 0
+        period_seconds        = 2
+        timeout_seconds       = 2
+        failure_threshold     = 30
+        http_get {
+          path = "/health"
+        }
+      }
+
+      liveness_probe {
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
+        http_get {
+          path = "/health"
+        }
       }
 
       dynamic "env" {
@@ -132,8 +103,8 @@ resource "google_cloud_run_v2_service" "this" {
         # up to `concurrency` requests at once: they must agree, or requests queue inside the instance.
         for_each = merge(
           var.common_env,
-          local.url_env,
-          { THREADS = tostring(each.value.concurrency) },
+          lookup(local.url_env, each.key, {}),
+          { THREADS = tostring(each.value.concurrency), CPU_ALLOCATION = each.value.cpu_allocation },
           lookup(var.service_env, each.key, {}),
           each.value.env,
         )
@@ -144,7 +115,8 @@ resource "google_cloud_run_v2_service" "this" {
       }
 
       dynamic "env" {
-        for_each = toset(each.value.secrets)
+        # Optional secrets (a chat channel nobody configured) are mounted only where they exist.
+        for_each = toset(concat(each.value.secrets, [for s in each.value.optional_secrets : s if contains(keys(var.secret_ids), s)]))
         content {
           name = env.value
           value_source {
@@ -166,6 +138,7 @@ resource "google_cloud_run_v2_service" "this" {
       traffic,
       template[0].revision,
       template[0].containers[0].image,
+      template[0].containers[0].base_image_uri,
     ]
     precondition {
       condition     = alltrue([for s in each.value.secrets : contains(keys(var.secret_ids), s)])

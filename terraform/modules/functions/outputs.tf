@@ -31,16 +31,16 @@ output "services" {
       max_instances        = s.template[0].scaling[0].max_instance_count
       env_names            = sort([for e in s.template[0].containers[0].env : e.name])
       secret_env_names     = sort([for e in s.template[0].containers[0].env : e.name if length(e.value_source) > 0])
+      image                = s.template[0].containers[0].image
+      cpu_idle             = s.template[0].containers[0].resources[0].cpu_idle
+      startup_probe_path   = s.template[0].containers[0].startup_probe[0].http_get[0].path
+      liveness_probe_path  = s.template[0].containers[0].liveness_probe[0].http_get[0].path
+      env                  = { for e in s.template[0].containers[0].env : e.name => e.value if length(e.value_source) == 0 }
     }
   }
 }
 
-output "source_bucket" {
-  description = "Bucket of the source archives."
-  value       = google_storage_bucket.source.name
-}
-
 output "image_repository" {
-  description = "Artifact Registry path the images are pushed to."
-  value       = local.registry
+  description = "Artifact Registry path Cloud Build pushes the images to."
+  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
 }

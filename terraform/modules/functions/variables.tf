@@ -21,23 +21,30 @@ variable "services" {
     request itself). Sizes are the guardrails: request timeout, concurrency per instance, instances.
   EOT
   type = map(object({
-    source          = string
-    access          = optional(string, "private")
-    schedule        = optional(string)
-    secrets         = optional(list(string), [])
-    publishes       = optional(list(string), [])
-    project_roles   = optional(list(string), [])
-    timeout_seconds = optional(number, 60)
-    concurrency     = optional(number, 80)
-    min_instances   = optional(number, 0)
-    max_instances   = optional(number, 10)
-    cpu             = optional(string, "1")
-    memory          = optional(string, "512Mi")
-    env             = optional(map(string), {})
-    smoke_expect    = optional(list(number), [])
-    queue_admin     = optional(bool, false)
+    source           = string
+    access           = optional(string, "private")
+    schedule         = optional(string)
+    secrets          = optional(list(string), [])
+    publishes        = optional(list(string), [])
+    project_roles    = optional(list(string), [])
+    timeout_seconds  = optional(number, 60)
+    concurrency      = optional(number, 80)
+    min_instances    = optional(number, 0)
+    max_instances    = optional(number, 10)
+    cpu              = optional(string, "1")
+    cpu_allocation   = optional(string, "request")
+    optional_secrets = optional(list(string), [])
+    outside          = optional(list(string), [])
+    memory           = optional(string, "512Mi")
+    env              = optional(map(string), {})
+    smoke_expect     = optional(list(number), [])
+    queue_admin      = optional(bool, false)
   }))
 
+  validation {
+    condition     = alltrue([for s in values(var.services) : contains(["always", "request"], s.cpu_allocation)])
+    error_message = "cpu_allocation must be \"always\" (CPU between requests) or \"request\" (CPU only during requests)."
+  }
   validation {
     condition     = alltrue([for s in values(var.services) : contains(["private", "public"], s.access)])
     error_message = "access must be \"private\" or \"public\"."
@@ -66,11 +73,6 @@ variable "service_accounts" {
   }
 }
 
-variable "build_service_account_id" {
-  description = "Fully qualified id of the service account that builds the images from source (projects/<p>/serviceAccounts/<email>)."
-  type        = string
-}
-
 variable "common_env" {
   description = "Environment variables (Settings fields, upper-cased) every service gets."
   type        = map(string)
@@ -84,8 +86,8 @@ variable "service_env" {
 }
 
 variable "url_env" {
-  description = "Environment variables that carry another service's URL: variable name -> service key (e.g. API_BASE_URL = \"api\")."
-  type        = map(string)
+  description = "Per service, the environment variables that carry another service's URL: variable name -> service key (e.g. alert_relay = { API_BASE_URL = \"api\" })."
+  type        = map(map(string))
   default     = {}
 }
 
@@ -108,41 +110,24 @@ variable "invokers" {
   }
 }
 
-variable "source_dir" {
-  description = "Repository root; zipped (minus source_excludes) into the one source archive every service is built from."
-  type        = string
-}
-
-variable "source_excludes" {
-  description = "Globs left out of the source archive (virtualenvs, caches, Terraform, tests)."
-  type        = list(string)
-  default = [
-    ".git/**", ".venv/**", "**/__pycache__/**", ".mypy_cache/**", ".ruff_cache/**", ".pytest_cache/**",
-    ".emulators/**", "*.egg-info/**", "terraform/**", "tests/**", "bench/**", "docs/**", "runbooks/**",
-    "artifacts/**", "build/**",
-  ]
-}
-
-variable "runtime" {
-  description = "Google Cloud's Python runtime base image (serverless-runtimes) the functions run on."
-  type        = string
-  default     = "python312"
-}
-
 variable "deletion_protection" {
   description = "Refuse to destroy the services (prod: true)."
   type        = bool
   default     = true
 }
 
-variable "source_retention_days" {
-  description = "Source archives older than this are deleted from the source bucket."
-  type        = number
-  default     = 30
-}
-
 variable "labels" {
   description = "Labels put on every resource of this module."
   type        = map(string)
   default     = {}
+}
+
+variable "placeholder_image" {
+  description = <<-EOT
+    Image every service is created with, so the first apply needs no build: Google's public Cloud Run
+    sample, which answers every path with 200 (the probes pass). Cloud Build then deploys the code;
+    Terraform ignores the image from there on.
+  EOT
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/hello"
 }

@@ -3,8 +3,5 @@ terraform {
     google = {
       source = "hashicorp/google"
     }
-    archive = {
-      source = "hashicorp/archive"
-    }
   }
 }

@@ -1,9 +1,9 @@
 locals {
-  metric = { for name in [
-    "worker_success_total", "worker_failure_total", "worker_dlq_total", "worker_action_duration_seconds",
-    "jobs_started_total", "jobs_finished_total", "stage_duration_seconds", "jobs_in_flight",
-    "stale_jobs_found_total", "job_cost_total",
-  ] : name => "metric.type = \"${var.metric_prefix}/${name}\" AND resource.type = \"${var.metric_resource_type}\"" }
+  # Filters name the declared descriptors (metrics.tf), so a policy is created after its metric.
+  metric = {
+    for name, descriptor in google_monitoring_metric_descriptor.this :
+    name => "metric.type = \"${descriptor.type}\" AND resource.type = \"${var.metric_resource_type}\""
+  }
 
   pubsub_metric = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription"
   one_of        = { for role, names in var.subscriptions : role => join(", ", [for n in names : "\"${n}\""]) }

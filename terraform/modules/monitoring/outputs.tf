@@ -8,6 +8,12 @@ output "alert_policies" {
       runbook_url           = p.documentation[0].links[0].url
       condition_count       = length(p.conditions)
       combiner              = p.combiner
+      filters = flatten([
+        for c in p.conditions : concat(
+          [for t in c.condition_threshold : compact([t.filter, t.denominator_filter])],
+          [for t in c.condition_absent : [t.filter]],
+        )
+      ])
     }
   }
 }
@@ -25,4 +31,9 @@ output "log_metrics" {
 output "dashboard_id" {
   description = "The Cloud Monitoring dashboard."
   value       = google_monitoring_dashboard.this.id
+}
+
+output "metric_descriptors" {
+  description = "Declared custom metric types by name, with kind and value type."
+  value       = { for name, d in google_monitoring_metric_descriptor.this : name => { type = d.type, metric_kind = d.metric_kind, value_type = d.value_type } }
 }

@@ -95,3 +95,8 @@ variable "thresholds" {
   })
   default = {}
 }
+
+variable "metrics_file" {
+  description = "infra/metrics.yaml: the custom metrics the services write, as their descriptors."
+  type        = string
+}

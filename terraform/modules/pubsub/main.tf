@@ -71,6 +71,10 @@ resource "google_pubsub_subscription" "this" {
   }
 
   lifecycle {
+    # The control plane pauses a queue by detaching its push endpoint (services/control.py) and
+    # resumes it by attaching it again: an apply must not undo a pause, so after creation the
+    # endpoint is the control plane's. A moved endpoint is re-attached by resuming the queue.
+    ignore_changes = [push_config]
     precondition {
       condition     = each.value.push_to == null || contains(keys(var.push_endpoints), coalesce(each.value.push_to, "-"))
       error_message = "Subscription ${each.key} pushes to ${coalesce(each.value.push_to, "-")}, which has no endpoint in var.push_endpoints."

@@ -28,6 +28,17 @@ resource "google_secret_manager_secret_version" "generated" {
   secret_data = each.value.result
 }
 
+# Every secret a service mounts has a version before the service exists: Cloud Run refuses a revision
+# whose secret has none. Operator-given values are write-only, so they never enter the state; a new
+# value is rolled out by raising its version number in var.provided_versions.
+resource "google_secret_manager_secret_version" "provided" {
+  for_each = { for name, s in var.secrets : name => s if !s.generated }
+
+  secret                 = google_secret_manager_secret.this[each.key].id
+  secret_data_wo         = var.provided_values[each.key]
+  secret_data_wo_version = lookup(var.provided_versions, each.key, 1)
+}
+
 # Why: a workload reads exactly the secrets its settings need (listed per entry point in
 # terraform/entrypoints.yaml), at the secret, never project-wide.
 resource "google_secret_manager_secret_iam_member" "accessor" {

@@ -9,7 +9,12 @@ output "generated_values" {
   sensitive   = true
 }
 
-output "generated_versions" {
-  description = "Secret version resources of the generated secrets, so consumers can wait for them."
-  value       = { for name, v in google_secret_manager_secret_version.generated : name => v.id }
+output "versions" {
+  description = "Version of every secret (generated or provided), so consumers can check that each mounted secret has one."
+  value       = { for name, v in merge(google_secret_manager_secret_version.generated, google_secret_manager_secret_version.provided) : name => v.id }
+}
+
+output "accessor_ids" {
+  description = "Ids of the secret accessor grants (what a new revision's secret check waits on)."
+  value       = [for grant in google_secret_manager_secret_iam_member.accessor : grant.id]
 }

@@ -13,8 +13,8 @@ variable "secrets" {
     Secrets keyed by the environment variable that carries them (a field of services/settings.py
     Settings, upper-cased). Values never appear in code: `generated` ones get a random value from
     Terraform (shared tokens nobody types, e.g. the alert relay token, which Terraform also needs for
-    the monitoring webhook channel); the others get their versions out of band
-    (`gcloud secrets versions add`, see docs/decisions/0004-deployment.md).
+    the monitoring webhook channel); the others take theirs from var.provided_values (an operator's
+    sensitive Terraform variables), written write-only.
   EOT
   type = map(object({
     description = string
@@ -39,5 +39,18 @@ variable "accessors" {
 variable "labels" {
   description = "Labels put on every secret."
   type        = map(string)
+  default     = {}
+}
+
+variable "provided_values" {
+  description = "Value of every secret that is not generated, by its key in var.secrets (from the operator's sensitive variables)."
+  type        = map(string)
+  sensitive   = true
+  default     = {}
+}
+
+variable "provided_versions" {
+  description = "Version number of each provided value (write-only arguments are re-sent only when it changes): raise it to rotate."
+  type        = map(number)
   default     = {}
 }

@@ -18,6 +18,16 @@ output "subscriptions" {
   value       = module.pubsub.subscriptions
 }
 
+output "metric_descriptors" {
+  description = "Custom metric descriptors Terraform declares (infra/metrics.yaml)."
+  value       = module.monitoring.metric_descriptors
+}
+
+output "secrets" {
+  description = "Secret id and whether it has a version, by environment variable."
+  value       = { for name, id in module.secrets.secret_ids : name => { id = id, has_version = contains(keys(module.secrets.versions), name) } }
+}
+
 output "alert_policies" {
   description = "Alert policies by runbook name: channels and documentation."
   value       = module.monitoring.alert_policies

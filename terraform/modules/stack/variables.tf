@@ -66,18 +66,84 @@ variable "slack_auth_token" {
 }
 
 variable "telegram_chat_id" {
-  description = "Telegram chat the alert relay posts to (the bot token is a secret, TELEGRAM_BOT_TOKEN)."
+  description = "Telegram chat the alert relay posts to (with telegram_bot_token)."
   type        = string
+  default     = null
+
+  validation {
+    condition     = (var.telegram_chat_id == null) == nonsensitive(var.telegram_bot_token == null)
+    error_message = "telegram_chat_id and telegram_bot_token go together: set both for Telegram alerts, or neither."
+  }
+}
+
+variable "telegram_bot_token" {
+  description = "Bot token the alert relay posts to Telegram with (from @BotFather); null: no Telegram. Stored write-only in Secret Manager. Pass via TF_VAR_telegram_bot_token."
+  type        = string
+  sensitive   = true
   default     = null
 }
 
-variable "webhook_invoker_members" {
+variable "slack_webhook_url" {
+  description = "Slack incoming webhook URL the alert relay posts to; null: the relay does not post to Slack. Pass via TF_VAR_slack_webhook_url."
+  type        = string
+  sensitive   = true
+  default     = null
+
+  validation {
+    condition     = var.slack_webhook_url == null || startswith(coalesce(var.slack_webhook_url, "-"), "https://hooks.slack.com/")
+    error_message = "slack_webhook_url must be a Slack incoming webhook (https://hooks.slack.com/...)."
+  }
+}
+
+variable "suno_api_key" {
+  description = "sunoapi.org API key (its dashboard, API Key page). Stored write-only in Secret Manager as SUNO_API_KEY. Pass via TF_VAR_suno_api_key."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.suno_api_key) >= 8
+    error_message = "suno_api_key must be the key sunoapi.org issued (at least 8 characters)."
+  }
+}
+
+variable "secret_versions" {
+  description = "Version number of each operator-given secret (SUNO_API_KEY, TELEGRAM_BOT_TOKEN, SLACK_WEBHOOK_URL); raise one to roll out a new value."
+  type        = map(number)
+  default     = {}
+}
+
+variable "outside_urls" {
   description = <<-EOT
-    Who may call webhook_intake (roles/run.invoker), e.g. "serviceAccount:sender@upstream.iam.gserviceaccount.com":
-    the video source signs each delivery with HMAC and calls with a Google ID token of this identity.
+    Base URLs of the outside services, each given only to the entry points that call it
+    (terraform/entrypoints.yaml `outside:`): suno (sunoapi.org: the worker, runOnce's credit check,
+    the poller), video_source (POST /download), processor (POST /process), instagram (the Graph
+    API, versioned). The services refuse to start without them (services/deployment.py).
   EOT
-  type        = list(string)
-  default     = []
+  type = object({
+    suno         = optional(string, "https://api.sunoapi.org")
+    video_source = string
+    processor    = string
+    instagram    = optional(string, "https://graph.facebook.com/v21.0")
+  })
+
+  validation {
+    condition = alltrue([
+      for url in values(var.outside_urls) : can(regex("^https://[^/:]+", url)) && !can(regex("^https://(localhost|127\\.|\\[::1\\]|0\\.0\\.0\\.0)", url))
+    ])
+    error_message = "Every outside URL must be https on a real host (not loopback)."
+  }
+}
+
+variable "placeholder_image" {
+  description = "Image the services are created with before Cloud Build ships the code (see terraform/modules/functions)."
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/hello"
+}
+
+variable "propagation_wait_seconds" {
+  description = "Pause after enabling the APIs and after granting roles, for Google Cloud's eventual consistency (tests set 0)."
+  type        = number
+  default     = 90
 }
 
 variable "service_overrides" {

@@ -4,16 +4,19 @@
 # prod's root tests only what prod sets differently.
 
 mock_provider "google" {}
-mock_provider "archive" {}
 mock_provider "random" {}
 
 variables {
-  project_id              = "jobtrail-test"
-  alert_emails            = ["oncall@example.com"]
-  slack_channel           = "#jobtrail-alerts"
-  slack_auth_token        = "test"
-  telegram_chat_id        = "-1001234567890"
-  webhook_invoker_members = ["serviceAccount:sender@upstream-project.iam.gserviceaccount.com"]
+  project_id               = "jobtrail-test"
+  alert_emails             = ["oncall@example.com"]
+  slack_channel            = "#jobtrail-alerts"
+  slack_auth_token         = "test"
+  telegram_chat_id         = "-1001234567890"
+  telegram_bot_token       = "test-telegram-token"
+  slack_webhook_url        = "https://hooks.slack.com/services/T0/B0/test"
+  suno_api_key             = "test-suno-key"
+  outside_urls             = { video_source = "https://videos.example.com/api", processor = "https://processor.example.com" }
+  propagation_wait_seconds = 0
 }
 
 run "every_subscription_dead_letters_as_the_topology_file_says" {
@@ -117,21 +120,21 @@ run "services_are_least_privilege_and_guarded" {
   }
 
   assert {
-    condition     = sort([for name, s in output.stack.services : name if s.invoker_iam_disabled]) == sort(["alert_relay", "api", "suno_callback"])
-    error_message = "Only the services that authenticate callers themselves (relay token, JWT, callback token) may skip the invoker IAM check."
+    condition     = sort([for name, s in output.stack.services : name if s.invoker_iam_disabled]) == sort(["alert_relay", "api", "suno_callback", "webhook_intake"])
+    error_message = "Exactly the services whose callers cannot mint Google ID tokens (HMAC, relay token, JWT, callback token) skip the invoker IAM check; the worker, DLQ analyzer, sweeper and poller stay private."
   }
 
   assert {
     condition = alltrue([
       for name, s in output.stack.services :
-      s.secret_env_names == sort(try(yamldecode(file("../../entrypoints.yaml"))[name].secrets, []))
+      s.secret_env_names == sort(concat(try(yamldecode(file("../../entrypoints.yaml"))[name].secrets, []), try(yamldecode(file("../../entrypoints.yaml"))[name].optional_secrets, [])))
     ])
-    error_message = "Each service must get exactly its catalogue secrets, from Secret Manager."
+    error_message = "Each service must get exactly its catalogue secrets (optional ones too, where configured), from Secret Manager."
   }
 
   assert {
     condition = alltrue([
-      for s in output.stack.services : length(setsubtract(["GOOGLE_CLOUD_PROJECT", "TOPIC_PREFIX", "COLLECTION_PREFIX", "TRACE_EXPORTER", "METRICS_EXPORTER", "THREADS"], s.env_names)) == 0
+      for s in output.stack.services : length(setsubtract(["GOOGLE_CLOUD_PROJECT", "TOPIC_PREFIX", "TRACE_EXPORTER", "METRICS_EXPORTER", "THREADS"], s.env_names)) == 0
     ])
     error_message = "Every service needs the settings that point it at this project."
   }
@@ -170,6 +173,112 @@ run "without_slack_the_relay_and_email_remain" {
   }
 }
 
+# What a first `terraform apply` on a fresh project needs to get right, held here because nothing
+# here can reach Google.
+run "a_first_apply_can_succeed" {
+  command = apply
+
+  assert {
+    condition     = alltrue([for s in output.stack.services : s.image == "us-docker.pkg.dev/cloudrun/container/hello"])
+    error_message = "Every service must start from an image that exists before any build (the placeholder); Cloud Build ships the code."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for p in output.stack.alert_policies : [
+        for f in p.filters : [
+          for t in regexall("custom\\.googleapis\\.com/[a-z0-9_/]+", f) : contains([for d in output.stack.metric_descriptors : d.type], t)
+        ]
+      ]
+    ]))
+    error_message = "Every custom metric an alert policy filters on must be declared (infra/metrics.yaml), or the policy is refused before the metric is first written."
+  }
+
+  assert {
+    condition     = sort(keys(output.stack.metric_descriptors)) == sort(keys(yamldecode(file("../../../infra/metrics.yaml"))))
+    error_message = "Terraform must declare exactly the metrics of infra/metrics.yaml."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for name, s in output.stack.services : [for secret in s.secret_env_names : output.stack.secrets[secret].has_version]
+    ]))
+    error_message = "Every secret a service mounts must have a version, or Cloud Run refuses the revision."
+  }
+
+  assert {
+    condition = alltrue([
+      for name, s in output.stack.services : s.startup_probe_path == "/health" && s.liveness_probe_path == "/health"
+    ])
+    error_message = "Every service is probed on GET /health (services/http.py)."
+  }
+
+  assert {
+    condition = alltrue([
+      for name, s in output.stack.services :
+      s.cpu_idle == (yamldecode(file("../../entrypoints.yaml"))[name].cpu_allocation == "request") && s.env["CPU_ALLOCATION"] == yamldecode(file("../../entrypoints.yaml"))[name].cpu_allocation
+    ])
+    error_message = "Each service's Cloud Run CPU model (cpu_idle) and its CPU_ALLOCATION setting must both follow the catalogue's cpu_allocation."
+  }
+
+  assert {
+    condition     = sort([for name, s in output.stack.services : name if s.cpu_idle == false]) == sort(["api", "pipeline_worker", "webhook_intake"])
+    error_message = "CPU is always allocated exactly where work runs between requests (docs/decisions/0008-cloud-run-cpu.md)."
+  }
+
+  assert {
+    condition     = alltrue([for s in output.stack.services : s.env["ENVIRONMENT"] == "cloud"])
+    error_message = "Every service runs in cloud mode, where dev defaults are refused."
+  }
+
+  assert {
+    condition = (
+      output.stack.services["pipeline_worker"].env["SUNO_API_URL"] == "https://api.sunoapi.org" &&
+      output.stack.services["pipeline_worker"].env["VIDEO_SOURCE_URL"] == "https://videos.example.com/api" &&
+      output.stack.services["pipeline_worker"].env["PROCESSOR_URL"] == "https://processor.example.com" &&
+      output.stack.services["pipeline_worker"].env["INSTAGRAM_URL"] == "https://graph.facebook.com/v21.0" &&
+      output.stack.services["api"].env["SUNO_API_URL"] == "https://api.sunoapi.org" &&
+      !contains(keys(output.stack.services["api"].env), "VIDEO_SOURCE_URL") &&
+      !contains(keys(output.stack.services["webhook_intake"].env), "SUNO_API_URL")
+    )
+    error_message = "Each outside URL reaches exactly the services that call it."
+  }
+}
+
+run "without_chat_channels_the_relay_mounts_no_chat_secret" {
+  command = apply
+
+  variables {
+    telegram_chat_id   = null
+    telegram_bot_token = null
+    slack_webhook_url  = null
+  }
+
+  assert {
+    condition     = join(",", output.stack.services["alert_relay"].secret_env_names) == "ALERT_RELAY_TOKEN" && !contains(keys(output.stack.secrets), "TELEGRAM_BOT_TOKEN") && !contains(keys(output.stack.secrets), "SLACK_WEBHOOK_URL")
+    error_message = "A chat channel nobody configured has no secret and is not mounted."
+  }
+}
+
+run "an_outside_url_at_loopback_or_plain_http_is_refused" {
+  command = plan
+
+  module {
+    source = "../../modules/stack"
+  }
+
+  variables {
+    environment         = "staging"
+    region              = "europe-west1"
+    firestore_location  = "europe-west1"
+    deletion_protection = false
+    prefix              = "jt-stg-"
+    outside_urls        = { video_source = "https://127.0.0.1:8090/video", processor = "http://processor.example.com" }
+  }
+
+  expect_failures = [var.outside_urls]
+}
+
 run "a_prefix_too_long_for_account_ids_is_refused" {
   command = plan
 
@@ -183,6 +292,7 @@ run "a_prefix_too_long_for_account_ids_is_refused" {
     firestore_location  = "europe-west1"
     deletion_protection = false
     prefix              = "jobtrail-staging-"
+    outside_urls        = { video_source = "https://videos.example.com", processor = "https://processor.example.com" }
   }
 
   expect_failures = [var.prefix]

@@ -2,11 +2,13 @@
 # The stack's own invariants are tested once, in terraform/environments/dev/tests.
 
 mock_provider "google" {}
-mock_provider "archive" {}
 mock_provider "random" {}
 
 variables {
-  project_id = "jobtrail-prod-test"
+  project_id               = "jobtrail-prod-test"
+  suno_api_key             = "test-suno-key"
+  outside_urls             = { video_source = "https://videos.example.com/api", processor = "https://processor.example.com" }
+  propagation_wait_seconds = 0
 }
 
 run "prod_is_named_protected_and_keeps_the_api_warm" {
