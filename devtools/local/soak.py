@@ -828,6 +828,11 @@ def reconcile(
             "suno_tasks_called_back_twice_or_more": sum(
                 v["callbacks_sent"] >= 2 for v in observed.suno_tasks.values()
             ),
+            # Generations Suno ran (and charged) vs the tasks jobs hold: the difference is tasks no
+            # job attempt kept, i.e. paid twice (an earlier attempt's task of a retried job counts too).
+            "suno_generations": len(observed.suno_tasks),
+            "suno_extra_generations": len(observed.suno_tasks)
+            - len({j.suno_task_id for j in observed.jobs if j.pipeline == MUSIC and j.suno_task_id}),
             "succeeded_latency_s": {
                 p: {"p50": _percentile(v, 50), "p99": _percentile(v, 99)} for p, v in latencies.items()
             },
