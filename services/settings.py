@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # deadline, so the attempt closes its own record before the push is answered; the same value
     # terraform/entrypoints.yaml deploys (HANDLER_TIMEOUT_SECONDS) and runbooks/dlq.md cites.
     handler_timeout_seconds: float = 50.0
+    # How often a running step looks for a cancel (one job read each time): a cancel stops it
+    # within this, mid-step, well inside seed 003's "stop running work".
+    cancel_check_seconds: float = Field(1.0, gt=0)
     # Below the worker subscriptions' ack deadline (infra/topology.yaml: 60 s), so Pub/Sub always
     # hears an answer before it gives up on a push.
     delivery_deadline_seconds: float = 55.0

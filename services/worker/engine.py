@@ -20,7 +20,7 @@ import contextvars
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,7 +29,7 @@ from typing import Any
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
 from infra.topology import load_topology
-from services.errors import InvalidInput, JobNotFound, TransitionConflict
+from services.errors import IllegalTransition, InvalidInput, JobNotFound, TransitionConflict
 from services.jobs.models import Execution, ExecutionStatus, Job, JobError
 from services.jobs.repository import TransitionResult, new_request_id
 from services.jobs.state_machine import Transition
@@ -366,7 +366,7 @@ class Worker:
             # The handler thread inherits this one's context: its logs keep the job's labels and
             # its outgoing calls become children of this stage's span.
             future = self._handlers.submit(contextvars.copy_context().run, step.handler, ctx)
-            result: StepResult = future.result(timeout=self.rt.settings.handler_timeout_seconds)
+            result = self._await_step(future, job, step)
             seconds = time.monotonic() - started
             artifacts.update(result.artifacts)
             self._record_usage(job, result, seconds)
@@ -380,6 +380,37 @@ class Worker:
         get_metrics().stage_finished(job.pipeline, step.start, seconds)
         log.info("job %s: %s done in %.3fs", job.job_id, step.name, seconds)
         return done
+
+    def _await_step(self, future: Future[StepResult], job: Job, step: Step) -> StepResult:
+        """The handler's result within handler_timeout_seconds (else FutureTimeout). A cancel
+        requested meanwhile is seen within cancel_check_seconds: the job is cancelled where it
+        stands and the handler's thread abandoned (its outside call may still finish; its result is
+        dropped and its writes meet a finished job)."""
+        settings = self.rt.settings
+        deadline = time.monotonic() + settings.handler_timeout_seconds
+        while True:
+            try:
+                return future.result(
+                    timeout=max(0.0, min(settings.cancel_check_seconds, deadline - time.monotonic()))
+                )
+            except FutureTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+            if self.repo.get_job(job.job_id).cancel_requested:
+                self._cancel_mid_step(job, step)
+
+    def _cancel_mid_step(self, job: Job, step: Step) -> None:
+        spec = get_pipeline(job.pipeline)
+        message = f"cancelled during step {step.name} in {step.start}; its outside call was abandoned"
+        with contextlib.suppress(TransitionConflict, IllegalTransition):
+            _took(
+                self.repo.transition(
+                    job.job_id, Transition(spec.cancelled.name, actor="worker", message=message)
+                )
+            )
+        if self.repo.get_job(job.job_id).status is JobStatus.CANCELLED:
+            log.info("job %s: %s", job.job_id, message)
+            raise JobCancelled(job.job_id)
 
     def _record_usage(self, job: Job, result: StepResult, seconds: float) -> None:
         from services.telemetry.cost import cost_items
