@@ -268,6 +268,22 @@ def test_a_job_whose_poller_stopped_reads_stale_within_a_minute_plus_grace(music
     assert after - music.rt.repo.clock() <= timedelta(seconds=61) + grace
 
 
+def test_jobs_finished_by_the_callback_the_poller_or_the_sweeper_are_counted_finished(music, mocker):
+    metrics = mocker.patch("services.jobs.repository.get_metrics").return_value
+    by_callback = waiting_job(music)
+    music.world.finish_task(by_callback.suno_task_id)
+    music.reaches(by_callback.job_id, "STAGE_50_SUNO_SUCCESS")
+    by_poller = waiting_job(music)
+    music.world.finish_task(by_poller.suno_task_id, "fail", call_back=False)
+    poll_music_jobs(music.rt, now=music.rt.repo.clock() + FAR_FUTURE)
+    by_sweeper = waiting_job(music)
+    sweep_stale_jobs(music.rt, now=music.rt.repo.clock() + timedelta(minutes=11))
+    counted = sorted(str(c.args[1]) for c in metrics.job_finished.call_args_list)
+    assert counted == ["failed", "succeeded", "timed_out"], metrics.job_finished.call_args_list
+    assert all(c.args[0] == "music_clips" for c in metrics.job_finished.call_args_list)
+    assert music.rt.repo.get_job(by_sweeper.job_id).stage == "STAGE_99_TIMEOUT"
+
+
 def test_with_callbacks_off_the_poller_finishes_the_job_with_backoff(music):
     music.world.configure(suno={"callbacks_enabled": False, "callback_delay_s": 5.0})
     job_id = music.run_once().json()["jobId"]
