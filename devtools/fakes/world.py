@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import click
 import requests
@@ -216,7 +216,12 @@ class _World:
                 "publishes": dict(self._publishes),
                 "publish_replays": dict(self._publish_replays),
                 "suno_tasks": {
-                    t.task_id: {"status": t.status, "callbacks_sent": t.callbacks_sent}
+                    t.task_id: {
+                        "status": t.status,
+                        "callbacks_sent": t.callbacks_sent,
+                        # Which job attempt asked (the callback URL names it): one task per attempt.
+                        "job_attempt": _job_attempt(t.callback_url),
+                    }
                     for t in self._tasks.values()
                 },
                 "callbacks": dict(self._callbacks),
@@ -365,6 +370,12 @@ class _World:
                 self._callback_failures[failure] += 1
             else:
                 task.callbacks_sent += 1
+
+
+def _job_attempt(callback_url: str) -> str | None:
+    query = parse_qs(urlsplit(callback_url).query)
+    job, attempt = query.get("jobId", [None])[0], query.get("attempt", [None])[0]
+    return f"{job}#{attempt}" if job and attempt else None
 
 
 def _answer(status: int, message: str, *, code: int | None = None) -> tuple[Response, int]:
