@@ -96,6 +96,24 @@ def summarize(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"Suno at {dig(run_once, 'suno_latency_ms')} ms" if case == "slow" and run_once
             else ("" if run_once else _why_not(report, "run_once")))  # fmt: skip
 
+    feed = _result(report, "feed")
+    for run in dig(feed, "feed", "load") or [None]:
+        rate = dig(run, "rate_asked")
+        row("Live feed", f"W={rate} updates/s: API CPU (cores) / commit-to-client p50 / p95 / p99 (ms) / lost",
+            None if run is None else (f"{run['api_cpu_cores']} / {dig(run, 'commit_to_client', 'p50_ms')} / "
+                                      f"{dig(run, 'commit_to_client', 'p95_ms')} / "
+                                      f"{dig(run, 'commit_to_client', 'p99_ms')} / {run['events_lost']}"),
+            f"{dig(feed, 'feed', 'clients_held')} SSE clients, {dig(run, 'rate_achieved')} updates/s achieved"
+            if run else _why_not(report, "feed"))  # fmt: skip
+    row("Live feed", "quiet system: commit-to-client p95 (ms)", dig(feed, "feed", "quiet", "commit_to_client", "p95_ms"),
+        f"{dig(feed, 'feed', 'clients_held')} SSE clients")  # fmt: skip
+    row("Live feed", "drain with API up and one SSE client / with API stopped (jobs/s)",
+        _pair(dig(feed, "drain", "api_up_dashboard_open", "jobs_per_second"), dig(feed, "drain", "api_stopped", "jobs_per_second")),
+        f"ratio {dig(feed, 'drain', 'ratio')}, {dig(feed, 'drain', 'api_stopped', 'jobs')}-job bursts, local stack")  # fmt: skip
+    row("Live feed", "intake p99 / bare commit+publish handler p99 (ms)",
+        _pair(dig(feed, "intake", "p99_ms", "intake"), dig(feed, "intake", "p99_ms", "bare")),
+        f"ratio {dig(feed, 'intake', 'intake_over_bare_p99')}, {dig(feed, 'intake', 'concurrency')} concurrent clients")  # fmt: skip
+
     monitoring = _result(report, "monitoring")
     for run in dig(monitoring, "per_instance") or [None]:
         jobs = dig(run, "jobs_in_interval")

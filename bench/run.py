@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "monitoring": ("bench.monitoring", ["--jobs", "10,1000"]),
     "sse": ("bench.sse", ["--clients", "1000"]),
     "run_once": ("bench.run_once", ["--requests", "200", "--suno-latency-ms", "5000"]),
+    "feed": ("bench.feed", []),
 }
 TIMEOUT_SECONDS = 1800
 

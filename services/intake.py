@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 from services.errors import InvalidSignature
 from services.http import entry_point, json_response, parse_model, read_body
 from services.jobs.models import Job, build_job
+from services.pipelines.registry import get_pipeline
 from services.publishing import publish_job
 from services.runtime import Runtime
 from services.telemetry import bind_labels, current_trace_id_hex, get_metrics
@@ -49,7 +50,15 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> None:
 
 
 def accept_video_webhook(rt: Runtime, webhook: VideoWebhook) -> tuple[Job, bool]:
-    """Create (or find) the job and make sure its start message is queued exactly once."""
+    """Create (or find) the job and make sure its start message is queued.
+
+    The happy path is one commit (job, first event, idempotency key) and one publish: nothing
+    records the publish, so the answer waits for no third write. A duplicate delivery cannot tell
+    "published, still queued" from "the first request died between commit and publish", so it
+    republishes only a job that no worker has taken and that is older than the first request's
+    publish could take; a second message for a job is harmless (the worker takes each stage with
+    a precondition, as it must for Pub/Sub's own redeliveries).
+    """
     new = build_job(
         pipeline="video",
         account_id=webhook.account_id,
@@ -62,11 +71,17 @@ def accept_video_webhook(rt: Runtime, webhook: VideoWebhook) -> tuple[Job, bool]
     job, created = rt.repo.create_job(new, actor="webhook", otel_trace_id=current_trace_id_hex())
     if created:
         get_metrics().job_started(job.pipeline)
-    # A duplicate delivery republishes only if the first one died between creating the job and
-    # publishing its message; otherwise it changes nothing.
-    if job.queued_message_id is None:
-        rt.repo.update_fields(job.job_id, queued_message_id=publish_job(rt, job))
+        publish_job(rt, job)
+    elif _publish_may_be_lost(rt, job):
+        log.warning("job %s was never taken; republishing its start message", job.job_id)
+        publish_job(rt, job)
     return job, created
+
+
+def _publish_may_be_lost(rt: Runtime, job: Job) -> bool:
+    never_taken = job.stage == get_pipeline(job.pipeline).initial.name and job.queued_message_id is None
+    age = (rt.repo.clock() - job.created_at).total_seconds()
+    return never_taken and age > rt.settings.intake_republish_after_seconds
 
 
 @entry_point("webhook_intake")

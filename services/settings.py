@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # --- Intake -------------------------------------------------------------------------------
     webhook_hmac_secret: SecretStr = SecretStr("dev-webhook-secret")
     max_body_bytes: int = 64 * 1024
+    # A duplicate delivery republishes a job never taken by the worker only once the job is older
+    # than this: by then the first request has published (its publish gives up after 30 s) or died.
+    intake_republish_after_seconds: float = Field(45.0, gt=0)
 
     # --- External services (fakes on loopback locally) ----------------------------------------
     video_source_url: str = "http://127.0.0.1:8090/video"
@@ -162,12 +165,20 @@ class Settings(BaseSettings):
     # --- Live stream (GET /api/stream, services/api/stream.py) ----------------------------------
     # Comments this often keep proxies and load balancers from closing an idle stream.
     sse_heartbeat_seconds: float = Field(15.0, gt=0)
-    # Events kept for Last-Event-ID replay; a browser away for longer gets a "reset" (refetch).
+    # Last-Event-ID replay (read from Firestore, so on any instance): at most this many changed
+    # jobs, from at most this far back; beyond either the browser gets a "reset" (refetch).
     sse_replay_events: int = Field(1000, ge=1)
-    # Events a client may lag behind before it is dropped (it reconnects and replays).
+    sse_replay_seconds: float = Field(600.0, gt=0)
+    # Batches (feed ticks) a client may lag behind before it is dropped (it reconnects and replays).
     sse_client_queue_size: int = Field(256, ge=1)
-    # How many of the most recently updated jobs the instance's one listener watches.
-    sse_listen_window: int = Field(500, ge=1)
+    # The change feed (services/api/change_feed.py): how often it reads while nothing changes, and
+    # after a read that found changes (one write per client per batch, not per change).
+    sse_poll_seconds: float = Field(0.05, gt=0, le=1)
+    sse_batch_seconds: float = Field(0.1, gt=0, le=1)
+    # How late a commit may land behind its own updatedAt (the writer's clock when it planned the
+    # change); the feed sweeps that slice once, every sse_sweep_seconds, for changes the tail passed.
+    sse_commit_lag_seconds: float = Field(2.0, gt=0)
+    sse_sweep_seconds: float = Field(1.0, gt=0)
     # Streams one instance holds; beyond it 503.
     sse_max_streams: int = Field(1000, ge=1)
     # Life of a one-time stream ticket (POST /api/stream/tickets): only long enough to open a stream.

@@ -1,17 +1,24 @@
-"""GET /api/stream: job changes as server-sent events, fed by ONE Firestore listener per instance.
+"""GET /api/stream: job changes as server-sent events, fed by the instance's change feed.
 
-    listener (on_snapshot, the most recently updated jobs) -> Broadcaster -> one bounded queue per
-    connected client -> that client's response generator
+    change feed (services/api/change_feed.py: a tail query on updatedAt, one thread, only while a
+    stream is open) -> Broadcaster -> each client's socket (one non-blocking send per tick)
 
 - Who sees what: admins every job, users their own (job.userId == token sub); the query string
   narrows further (``status`` (comma-separated), ``pipeline``, ``accountId``). A change is sent when
   the job matches the filters before or after it, so a page can drop a row that left its filter.
-- Event ids are ``<instance>-<seq>``: monotonic per instance. A reconnecting browser sends
-  Last-Event-ID (or ``?lastEventId=`` when the page reopens the stream itself); the events after it
-  are replayed from a bounded buffer. An id from another instance, or older than the buffer, gets a
-  ``reset`` event instead: the page refetches.
+- Each feed tick becomes ONE write per client (the frames it may see, joined), built once per
+  audience (admin or user, and filters): the cost per tick is per client, not per change and client.
+  Under gunicorn (what Cloud Run runs) the feed's thread writes it to the client's socket itself,
+  framed as gunicorn frames the body, with a non-blocking send; the stream's own thread sleeps and
+  only wakes to finish a write the socket did not take at once, for heartbeats, and to end. Waking
+  a thousand threads per tick instead cost more than everything else together (ADR 0009).
+- Event ids are feed cursors, ``<updatedAt in µs>-<jobId>``. A reconnecting browser sends
+  Last-Event-ID (or ``?lastEventId=`` when the page reopens the stream itself); the jobs changed
+  since are read from Firestore, so the reconnect may land on any instance. An id that is not a
+  cursor, older than ``sse_replay_seconds``, or followed by more than ``sse_replay_events`` changes
+  gets a ``reset`` event instead: the page refetches.
 - A comment every ``sse_heartbeat_seconds`` keeps proxies from closing an idle stream (and finds
-  clients that went away). A client that falls ``sse_client_queue_size`` events behind is dropped
+  clients that went away). A client that falls ``sse_client_queue_size`` batches behind is dropped
   (its socket shut) without slowing anyone else; it reconnects and replays.
 - Shutdown (``Broadcaster.close``, or the server stopping) ends every stream cleanly, so the
   server's graceful stop is not held up by streams that would never end by themselves.
@@ -19,7 +26,7 @@
 Auth: the usual headers, or, for EventSource (which cannot send headers), ``?ticket=``: a one-time
 ticket from POST /api/stream/tickets (services/api/stream_tickets.py), so no bearer token is ever
 put in a URL. The ticket is removed from the request before tracing or logging sees the URL
-(``_hide_ticket``) all the same; see docs/decisions/0006-live-dashboard.md.
+(``_hide_ticket``) all the same; see docs/decisions/0006-live-dashboard.md and 0009-change-feed.md.
 """
 
 from __future__ import annotations
@@ -28,17 +35,17 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import secrets
 import select
 import signal
 import socket
+import ssl
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import flask
@@ -46,12 +53,12 @@ from flask.blueprints import BlueprintSetupState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from werkzeug.wsgi import ClosingIterator
 
+from services.api.change_feed import Change, ChangeFeed, ChangeSource, FeedCursor, JobFacts, firestore_changes
 from services.api.routing import current_runtime
 from services.api.schemas import JobView
 from services.api.stream_tickets import TICKET_PARAM, redeem_ticket
 from services.auth import SETTINGS_EXTENSION, Principal, authenticate
 from services.errors import InvalidInput, JobtrailError
-from services.jobs.models import Job
 from services.jobs.repository import utcnow
 from services.pipelines.registry import PIPELINES
 from services.pipelines.spec import JobStatus
@@ -65,11 +72,7 @@ _TICKET_ENVIRON_KEY = "jobtrail.stream_ticket"
 STREAM_PATH = "/api/stream"
 # EventSource waits this long before reconnecting after the stream ends.
 RETRY_MS = 3000
-# How long the first subscriber waits for the listener's first snapshot, so that everything
-# committed after its "hello" is sent (the page fetches its first rows after "hello").
-FIRST_SNAPSHOT_WAIT_SECONDS = 10.0
-SUPERVISE_EVERY_SECONDS = 0.5
-RESTART_BACKOFF_MAX_SECONDS = 30.0
+KEEPALIVE = b": keepalive\n\n"
 _ID_PART = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 stream_blueprint = flask.Blueprint("stream", __name__)
@@ -81,22 +84,6 @@ class StreamUnavailable(JobtrailError):
 
 
 # ---- what a client asked for -------------------------------------------------------------------
-@dataclass(frozen=True)
-class JobFacts:
-    """The fields visibility and filters look at."""
-
-    user_id: str
-    status: str
-    pipeline: str
-    account_id: str
-
-    @classmethod
-    def of(cls, job: Job) -> JobFacts:
-        return cls(
-            user_id=job.user_id, status=job.status.value, pipeline=job.pipeline, account_id=job.account_id
-        )
-
-
 class StreamFilters(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -144,10 +131,9 @@ class StreamFilters(BaseModel):
 
 @dataclass(frozen=True)
 class StreamEvent:
-    seq: int
     job_id: str
     facts: JobFacts
-    previous: JobFacts | None  # the job as this instance last saw it, if it did
+    previous: JobFacts | None  # the job as this instance last sent it, if it did
     frame: bytes  # encoded once, shared by every client
 
 
@@ -155,28 +141,97 @@ class StreamEvent:
 class Subscriber:
     principal: Principal
     filters: StreamFilters
-    queue: queue.Queue[bytes | None]
+    limit: int  # batches it may lag behind before it is dropped
     # The connection's socket, when the server exposes it: shutting it down is how a client that
-    # stopped reading is dropped (its thread is stuck in send() until then).
+    # stopped reading is dropped, and a readable one tells that the client hung up.
     sock: socket.socket | None = None
+    # Set when the feed may write to that socket itself (gunicorn, whose framing is known): True
+    # for a chunked body (HTTP/1.1), False for a bare one (HTTP/1.0). None: the stream's own
+    # thread writes every batch through the server.
+    chunked: bool | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: deque[bytes] = field(default_factory=deque)  # batches not written yet
+    wake: threading.Event = field(default_factory=threading.Event)  # pending has something
     ended: threading.Event = field(default_factory=threading.Event)
     dropped: bool = False
+    direct: bool = False  # the feed writes straight to the socket
+    flushing: bool = False  # the stream's own thread is writing pending bytes to the socket
+
+    @property
+    def audience(self) -> tuple[str | None, StreamFilters]:
+        """Clients with the same audience get the very same bytes: built once per tick."""
+        return (None if self.principal.is_admin else self.principal.subject, self.filters)
+
+    def may_see(self, facts: JobFacts) -> bool:
+        return self.principal.is_admin or facts.user_id == self.principal.subject
 
     def wants(self, event: StreamEvent) -> bool:
-        facts = event.facts
-        if not (self.principal.is_admin or facts.user_id == self.principal.subject):
+        if not self.may_see(event.facts):
             return False
-        return self.filters.matches(facts) or (
+        return self.filters.matches(event.facts) or (
             event.previous is not None and self.filters.matches(event.previous)
         )
 
+    def offer(self, batch: bytes) -> bool:
+        """Write or queue one batch. False: the client is too far behind (drop it).
+
+        Written by the caller's thread when it can be done without blocking: one non-blocking
+        send per client per tick, instead of waking a thousand threads to do it. What the socket
+        does not take at once is left for the stream's own thread, which may block on it.
+        """
+        with self.lock:
+            if self.ended.is_set():
+                return True
+            if self.direct:
+                assert self.sock is not None
+                batch = self._framed(batch)
+                if not self.pending and not self.flushing:
+                    try:
+                        sent = self.sock.send(batch, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError:  # the client is gone: its thread ends the stream
+                        self.ended.set()
+                        self.wake.set()
+                        return True
+                    if sent == len(batch):
+                        return True
+                    batch = batch[sent:]
+            elif len(self.pending) >= self.limit:
+                return False
+            self.pending.append(batch)
+            self.wake.set()
+            return len(self.pending) <= self.limit
+
+    def _framed(self, data: bytes) -> bytes:
+        # What gunicorn's own write does to a body chunk (gunicorn.util.write).
+        return b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data
+
+    def take_pending(self) -> list[bytes]:
+        with self.lock:
+            chunks = list(self.pending)
+            self.pending.clear()
+            self.wake.clear()
+            self.flushing = bool(chunks) and self.direct
+            return chunks
+
+    def go_direct(self) -> None:
+        """From now on the feed writes to the socket (the server has sent the headers and every
+        byte the stream yielded so far)."""
+        with self.lock:
+            self.pending = deque(self._framed(batch) for batch in self.pending)
+            self.direct = True
+
+    def stop_direct(self) -> None:
+        """Before the server writes again (the final chunk): nobody else may touch the socket."""
+        with self.lock:
+            self.direct = False
+            self.ended.set()
+
     def end(self) -> None:
-        """Stop this client's stream at its next step (nothing more is queued for it)."""
+        """Stop this client's stream at its next step (nothing more is sent to it)."""
         self.ended.set()
-        try:
-            self.queue.put_nowait(None)
-        except queue.Full:
-            self.shut_socket()
+        self.wake.set()
 
     def shut_socket(self) -> None:
         if self.sock is not None:
@@ -189,49 +244,19 @@ class Subscriber:
 class Subscription:
     subscriber: Subscriber
     hello: dict[str, Any]
+    hello_id: str
     replay: list[bytes]
     reset: bytes | None
 
 
-# ---- where changes come from -------------------------------------------------------------------
-SnapshotCallback = Callable[[list[Any], list[Any], datetime], None]
-
-
-class WatchHandle(Protocol):
-    @property
-    def is_active(self) -> bool: ...
-
-    def unsubscribe(self) -> None: ...
-
-
-class JobSource(Protocol):
-    """Starts a listener on recently updated jobs (Firestore's on_snapshot contract)."""
-
-    def __call__(self, callback: SnapshotCallback) -> WatchHandle: ...
-
-
-def firestore_source(rt: Runtime) -> JobSource:
-    def watch(callback: SnapshotCallback) -> WatchHandle:
-        handle: WatchHandle = rt.repo.watch_jobs(callback, window=rt.settings.sse_listen_window)
-        return handle
-
-    return watch
-
-
-@dataclass
-class _Seen:
-    update_time: datetime
-    facts: JobFacts
-
-
 # ---- the broadcaster -----------------------------------------------------------------------------
 class Broadcaster:
-    """Fans the instance's one job listener out to every connected client; see the module doc."""
+    """Fans the instance's change feed out to every connected client; see the module doc."""
 
     def __init__(
         self,
         settings: Settings,
-        source: JobSource,
+        source: ChangeSource,
         *,
         clock: Callable[[], datetime],
         stopping: Callable[[], bool] | None = None,
@@ -242,21 +267,15 @@ class Broadcaster:
         self.instance_id = secrets.token_hex(4)
         self._stopping = stopping or server_is_stopping
         self._lock = threading.Lock()
-        self._seq = 0
-        self._buffer: deque[StreamEvent] = deque(maxlen=settings.sse_replay_events)
         self._subscribers: set[Subscriber] = set()
         self._closed = threading.Event()
-        # Listener state; the callback runs on the listener's own thread.
-        self._listen_lock = threading.Lock()
-        self._watch: WatchHandle | None = None
-        self._generation = 0
-        self._ready = threading.Event()
-        self._seen: OrderedDict[str, _Seen] = OrderedDict()
-        self._last_read_time: datetime | None = None
-        self._supervisor: threading.Thread | None = None
+        # The feed runs (on its own thread) only while a stream is open; a new one per run.
+        self._feed: ChangeFeed | None = None
+        self._feed_running = False
         self.max_streams = stream_capacity(settings)
+        self.published_total = 0
         self.dropped_total = 0
-        self.restarts_total = 0
+        self.feed_runs_total = 0
 
     # ---- clients -------------------------------------------------------------------------------
     def subscribe(
@@ -265,20 +284,23 @@ class Broadcaster:
         filters: StreamFilters,
         last_event_id: str | None = None,
         sock: socket.socket | None = None,
+        chunked: bool | None = None,
     ) -> Subscription:
-        if self._closed.is_set():
-            raise StreamUnavailable("the stream is shutting down; reconnect")
-        self.start()
-        if not self._ready.wait(FIRST_SNAPSHOT_WAIT_SECONDS):
-            log.warning("stream listener has no first snapshot yet; serving the client anyway")
-        subscriber = Subscriber(principal, filters, queue.Queue(self.settings.sse_client_queue_size), sock)
+        subscriber = Subscriber(principal, filters, self.settings.sse_client_queue_size, sock, chunked)
         with self._lock:
             if self._closed.is_set():
                 raise StreamUnavailable("the stream is shutting down; reconnect")
             if len(self._subscribers) >= self.max_streams:
                 raise StreamUnavailable("this instance holds as many streams as it may; retry shortly")
-            replay, reset = self._replay_for(subscriber, last_event_id)
+            # Subscribed before the replay is read: a change committed meanwhile is in both
+            # (the page keeps the newer version), never in neither.
             self._subscribers.add(subscriber)
+            head = self._ensure_feed()
+        try:
+            replay, reset = self._replay_for(subscriber, last_event_id, head)
+        except BaseException:
+            self.unsubscribe(subscriber)
+            raise
         hello = {
             "instance": self.instance_id,
             "subject": principal.subject,
@@ -289,212 +311,174 @@ class Broadcaster:
             "pipelines": sorted(PIPELINES),
             "statuses": [s.value for s in JobStatus],
         }
-        return Subscription(subscriber, hello, replay, reset)
+        return Subscription(subscriber, hello, head.encode(), replay, reset)
 
     def _replay_for(
-        self, subscriber: Subscriber, last_event_id: str | None
+        self, subscriber: Subscriber, last_event_id: str | None, head: FeedCursor
     ) -> tuple[list[bytes], bytes | None]:
-        """Under the lock: what a reconnecting client missed, or a reset if that is unknowable."""
+        """What a reconnecting client missed, read from Firestore (so it works on any instance), or
+        a reset (the page refetches) when that is unknowable or too much."""
         if not last_event_id:
             return [], None
-        instance, _, seq_text = last_event_id.strip().rpartition("-")
-        oldest = self._buffer[0].seq if self._buffer else self._seq + 1
-        if instance != self.instance_id or not seq_text.isdigit():
-            reason = "another instance's event id"
-        elif int(seq_text) > self._seq:
-            reason = "an event id this instance never sent"
-        elif int(seq_text) < oldest - 1:
-            reason = "older than the replay buffer"
+        cursor = FeedCursor.parse(last_event_id)
+        now = self.clock()
+        if cursor is None:
+            reason = "not an event id of this feed"
+        elif cursor.updated_at > now + timedelta(seconds=self.settings.sse_commit_lag_seconds):
+            reason = "an event id from the future"
+        elif cursor.updated_at < now - timedelta(seconds=self.settings.sse_replay_seconds):
+            reason = "older than the replay window"
         else:
-            after = int(seq_text)
-            return [e.frame for e in self._buffer if e.seq > after and subscriber.wants(e)], None
-        return [], encode_frame("reset", {"reason": reason}, self._event_id(self._seq))
+            # From a commit lag earlier: a change that committed late behind the client's last event.
+            since = FeedCursor(cursor.updated_at - timedelta(seconds=self.settings.sse_commit_lag_seconds))
+            limit = self.settings.sse_replay_events
+            try:
+                changed = self.source(since, limit=limit + 1)
+            except Exception:
+                log.warning("stream replay could not read Firestore", exc_info=True)
+                raise StreamUnavailable("the stream cannot replay right now; reconnect") from None
+            if len(changed) <= limit:
+                # Every job the client may see, filters or not: the page drops rows that left them.
+                return [
+                    self._event(Change(c.job, None), now).frame
+                    for c in changed
+                    if subscriber.may_see(JobFacts.of(c.job))
+                ], None
+            reason = "more changes than a replay sends"
+        return [], encode_frame("reset", {"reason": reason}, head.encode())
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
             self._subscribers.discard(subscriber)
 
-    def publish(self, job: Job, previous: JobFacts | None = None) -> int:
-        """Send ``job`` (as it is now) to every client that may see it; returns its event seq."""
+    def _event(self, change: Change, now: datetime) -> StreamEvent:
+        job = change.job
         payload = json.dumps(
-            JobView.of(job, self.settings, self.clock()).model_dump(mode="json", by_alias=True),
-            separators=(",", ":"),
+            JobView.of(job, self.settings, now).model_dump(mode="json", by_alias=True), separators=(",", ":")
         )
-        facts = JobFacts.of(job)
+        frame = encode_frame("job", payload, FeedCursor.of(job).encode())
+        return StreamEvent(job.job_id, JobFacts.of(job), change.previous, frame)
+
+    def publish(self, changes: list[Change]) -> None:
+        """Send one feed tick's changes: one write per client that may see any of them."""
+        now = self.clock()
+        events = [self._event(change, now) for change in changes]
         with self._lock:
-            self._seq += 1
-            event = StreamEvent(
-                self._seq,
-                job.job_id,
-                facts,
-                previous,
-                encode_frame("job", payload, self._event_id(self._seq)),
-            )
-            self._buffer.append(event)
+            self.published_total += len(events)
+            batches: dict[tuple[str | None, StreamFilters], bytes] = {}
             for subscriber in list(self._subscribers):
-                if not subscriber.wants(event):
-                    continue
-                try:
-                    subscriber.queue.put_nowait(event.frame)
-                except queue.Full:
+                batch = batches.get(subscriber.audience)
+                if batch is None:
+                    batch = batches[subscriber.audience] = b"".join(
+                        e.frame for e in events if subscriber.wants(e)
+                    )
+                if batch and not subscriber.offer(batch):
                     self._drop(subscriber)
-            return event.seq
 
     def _drop(self, subscriber: Subscriber) -> None:
         """Under the lock: a client too far behind. Its reconnect replays what it missed."""
         self._subscribers.discard(subscriber)
         subscriber.dropped = True
-        subscriber.ended.set()
+        subscriber.end()
         subscriber.shut_socket()
         self.dropped_total += 1
-        log.warning("dropped a stream client %s events behind", subscriber.queue.qsize())
-
-    def _event_id(self, seq: int) -> str:
-        return f"{self.instance_id}-{seq}"
+        log.warning("dropped a stream client %s batches behind", len(subscriber.pending))
 
     def frames(self, subscription: Subscription) -> Iterator[bytes]:
-        """One client's response body. Ends when the client is dropped, on shutdown, or (through
-        GeneratorExit, at the next heartbeat at the latest) when the client goes away."""
+        """One client's response body. Ends when the client is dropped, on shutdown, or (at the
+        next heartbeat at the latest) when the client goes away."""
         subscriber = subscription.subscriber
-        heartbeat = self.settings.sse_heartbeat_seconds
         try:
-            yield f"retry: {RETRY_MS}\n".encode() + encode_frame("hello", subscription.hello)
+            yield f"retry: {RETRY_MS}\n".encode() + encode_frame(
+                "hello", subscription.hello, subscription.hello_id
+            )
             if subscription.reset is not None:
                 yield subscription.reset
-            yield from subscription.replay
-            while not subscriber.ended.is_set():
-                try:
-                    frame = subscriber.queue.get(timeout=heartbeat)
-                except queue.Empty:
-                    if subscriber.sock is not None and peer_closed(subscriber.sock):
-                        break
-                    yield b": keepalive\n\n"
-                    continue
-                if frame is None or subscriber.ended.is_set():
-                    break
-                yield frame
+            if subscription.replay:
+                yield b"".join(subscription.replay)
+            if subscriber.chunked is not None and subscriber.sock is not None:
+                self._serve_direct(subscriber, subscriber.sock)
+            else:
+                yield from self._serve_through_server(subscriber)
         finally:
             self.unsubscribe(subscriber)
 
-    # ---- the listener ----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the listener and its supervisor (once; later calls do nothing)."""
-        with self._listen_lock:
-            if self._supervisor is not None or self._closed.is_set():
-                return
-            self._open_watch()
-            self._supervisor = threading.Thread(target=self._supervise, name="stream-supervisor", daemon=True)
-            self._supervisor.start()
-
-    def _open_watch(self) -> None:
-        """Under the listen lock."""
-        self._generation += 1
-        generation = self._generation
-
-        def on_snapshot(docs: list[Any], changes: list[Any], read_time: datetime) -> None:
-            self._on_snapshot(generation, changes, read_time)
-
+    def _serve_direct(self, subscriber: Subscriber, sock: socket.socket) -> None:
+        """The feed writes; this thread sleeps, and wakes only for what the socket did not take
+        at once (it may block on that), for heartbeats, and to end."""
+        heartbeat = self.settings.sse_heartbeat_seconds
+        subscriber.go_direct()
         try:
-            self._watch = self.source(on_snapshot)
-        except Exception:
-            # Firestore unreachable: the supervisor retries with backoff.
-            log.exception("stream listener could not start")
+            while not subscriber.ended.is_set():
+                chunks = subscriber.take_pending()
+                if chunks:
+                    try:
+                        sock.sendall(b"".join(chunks))
+                    except OSError:
+                        return
+                    finally:
+                        with subscriber.lock:
+                            subscriber.flushing = False
+                    continue
+                if subscriber.wake.wait(heartbeat):
+                    continue
+                if peer_closed(sock):
+                    return
+                if not subscriber.offer(KEEPALIVE):
+                    return
+        finally:
+            subscriber.stop_direct()
 
-    def _on_snapshot(self, generation: int, changes: list[Any], read_time: datetime) -> None:
-        try:
-            with self._listen_lock:
-                if generation != self._generation or self._closed.is_set():
-                    return  # a listener that was replaced or stopped
-                first_ever = not self._ready.is_set()
-                to_send = self._new_changes(changes, first_ever)
-                self._last_read_time = read_time
-            for job, previous in to_send:
-                self.publish(job, previous)
-            self._ready.set()
-        except Exception:
-            # An exception here would kill the listener's thread; the next snapshot still counts.
-            log.exception("stream listener could not handle a snapshot")
-
-    def _new_changes(self, changes: list[Any], first_ever: bool) -> list[tuple[Job, JobFacts | None]]:
-        """Under the listen lock: the changes newer than what this instance already sent.
-
-        The very first snapshot is the baseline (the page fetches those jobs itself). A restarted
-        listener's first snapshot holds every job in the window again: only the ones that moved
-        while it was down are new.
-        """
-        out: list[tuple[Job, JobFacts | None]] = []
-        for change in changes:
-            if change.type.name == "REMOVED":
-                continue  # left the window (or expired): nothing a client needs
-            snapshot = change.document
-            seen = self._seen.get(snapshot.id)
-            if seen is not None and snapshot.update_time <= seen.update_time:
+    def _serve_through_server(self, subscriber: Subscriber) -> Iterator[bytes]:
+        heartbeat = self.settings.sse_heartbeat_seconds
+        while not subscriber.ended.is_set():
+            if not subscriber.wake.wait(heartbeat):
+                if subscriber.sock is not None and peer_closed(subscriber.sock):
+                    return
+                yield KEEPALIVE
                 continue
-            # Unknown to this instance but unchanged since the previous listener's last snapshot
-            # (it was evicted from ``_seen``): remember it, send nothing.
-            unchanged = (
-                seen is None
-                and self._last_read_time is not None
-                and snapshot.update_time <= self._last_read_time
-            )
-            try:
-                job = Job.model_validate(snapshot.to_dict())
-            except ValidationError:
-                log.warning("stream listener skipped a job document that does not validate: %s", snapshot.id)
-                continue
-            facts = JobFacts.of(job)
-            self._seen[snapshot.id] = _Seen(snapshot.update_time, facts)
-            self._seen.move_to_end(snapshot.id)
-            if not (first_ever or unchanged):
-                out.append((job, seen.facts if seen else None))
-        while len(self._seen) > 4 * self.settings.sse_listen_window:
-            self._seen.popitem(last=False)
-        return out
+            chunks = subscriber.take_pending()
+            if subscriber.ended.is_set():
+                return
+            if chunks:
+                yield b"".join(chunks)
 
-    def _supervise(self) -> None:
-        backoff = 1.0
-        while not self._closed.wait(SUPERVISE_EVERY_SECONDS):
-            if self._stopping():
-                log.info("server is stopping: closing %d streams", len(self._subscribers))
-                self.close()
-                return
-            if self.listener_active:
-                backoff = 1.0
-                continue
-            log.warning("stream listener is not running; restarting it in %.0fs", backoff)
-            if self._closed.wait(backoff):
-                return
-            backoff = min(backoff * 2, RESTART_BACKOFF_MAX_SECONDS)
-            self.restart_listener()
+    # ---- the feed --------------------------------------------------------------------------------
+    def _ensure_feed(self) -> FeedCursor:
+        """Under the lock: start the feed if no stream had it running; returns its head."""
+        if not self._feed_running or self._feed is None:
+            self._feed = ChangeFeed(self.settings, self.source, self.publish, clock=self.clock)
+            self._feed_running = True
+            self.feed_runs_total += 1
+            feed = self._feed
+            threading.Thread(
+                target=feed.run, args=(self._feed_wanted, self._closed), name="stream-feed", daemon=True
+            ).start()
+        return self._feed.head
 
-    def restart_listener(self) -> None:
-        """Replace the listener (the supervisor does this when it dies); its first snapshot sends
-        whatever changed while no listener ran."""
-        with self._listen_lock:
-            if self._closed.is_set():
-                return
-            old, self._watch = self._watch, None
-            if old is not None:
-                _unsubscribe_quietly(old)
-            self.restarts_total += 1
-            self._open_watch()
+    def _feed_wanted(self) -> bool:
+        """Asked by the feed before each tick: on while a stream is open and the server runs."""
+        if self._stopping():
+            log.info("server is stopping: closing %d streams", len(self._subscribers))
+            self.close()
+        with self._lock:
+            if self._subscribers and not self._closed.is_set():
+                return True
+            # Decided under the lock: a subscriber arriving after this starts a new feed.
+            self._feed_running = False
+            return False
 
     @property
-    def listener_active(self) -> bool:
-        watch = self._watch
-        return watch is not None and watch.is_active
+    def feed_running(self) -> bool:
+        return self._feed_running
 
     # ---- shutdown --------------------------------------------------------------------------------
     def close(self) -> None:
-        """End every stream and stop the listener. Idempotent."""
-        with self._listen_lock:
+        """End every stream and stop the feed. Idempotent."""
+        with self._lock:
             if self._closed.is_set():
                 return
             self._closed.set()
-            watch, self._watch = self._watch, None
-        if watch is not None:
-            _unsubscribe_quietly(watch)
-        with self._lock:
             subscribers, self._subscribers = list(self._subscribers), set()
         for subscriber in subscribers:
             subscriber.end()
@@ -505,22 +489,19 @@ class Broadcaster:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
+            feed = self._feed
             return {
                 "instance": self.instance_id,
                 "clients": len(self._subscribers),
-                "lastSeq": self._seq,
-                "buffered": len(self._buffer),
+                "published": self.published_total,
                 "dropped": self.dropped_total,
-                "listenerRestarts": self.restarts_total,
-                "listenerActive": self.listener_active,
+                "feedRunning": self._feed_running,
+                "feedRuns": self.feed_runs_total,
+                "feedPolls": feed.polls_total if feed else 0,
+                "feedReads": feed.reads_total if feed else 0,
+                "feedErrors": feed.errors_total if feed else 0,
+                "head": feed.head.encode() if feed else None,
             }
-
-
-def _unsubscribe_quietly(watch: WatchHandle) -> None:
-    try:
-        watch.unsubscribe()
-    except Exception:
-        log.warning("stream listener did not close cleanly", exc_info=True)
 
 
 def stream_capacity(settings: Settings) -> int:
@@ -577,7 +558,7 @@ def _install(state: BlueprintSetupState) -> None:
     if not isinstance(runtime, Runtime):
         raise RuntimeError("register the stream blueprint with runtime=rt")
     state.app.extensions[STREAM_EXTENSION] = Broadcaster(
-        runtime.settings, firestore_source(runtime), clock=utcnow
+        runtime.settings, firestore_changes(runtime), clock=utcnow
     )
 
 
@@ -628,10 +609,18 @@ def stream() -> flask.Response:
     filters = StreamFilters.parse(flask.request.args)
     last_event_id = flask.request.headers.get("Last-Event-ID") or flask.request.args.get("lastEventId")
     environ = flask.request.environ
+    # Not over TLS: an SSL socket takes no send flags (Cloud Run terminates TLS in front anyway).
+    gunicorn_socket = environ.get("gunicorn.socket")
+    served_by_gunicorn = isinstance(gunicorn_socket, socket.socket) and not isinstance(
+        gunicorn_socket, ssl.SSLSocket
+    )
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    # gunicorn frames an HTTP/1.1 body in chunks and an HTTP/1.0 one not at all; the feed writes
+    # to the socket itself only where it knows the framing (gunicorn: what Cloud Run runs).
+    chunked = environ.get("SERVER_PROTOCOL") != "HTTP/1.0" if served_by_gunicorn else None
     broadcaster = stream_broadcaster(flask.current_app)
     subscription = broadcaster.subscribe(
-        principal, filters, last_event_id, sock if isinstance(sock, socket.socket) else None
+        principal, filters, last_event_id, sock if isinstance(sock, socket.socket) else None, chunked
     )
     # ClosingIterator: a body the server never starts iterating still unsubscribes on close().
     body = ClosingIterator(

@@ -85,6 +85,12 @@ class DueSunoPoll:
 
 
 @dataclass(frozen=True)
+class ChangedJob:
+    job: Job
+    update_time: datetime  # when Firestore committed this version (tells versions of a job apart)
+
+
+@dataclass(frozen=True)
 class TransitionResult:
     job: Job
     applied: bool  # False: a duplicate, nothing was written
@@ -416,13 +422,23 @@ class JobRepository:
         """The jobs collection for the API's filtered listings (see services/api)."""
         return self.collection("jobs")
 
-    def watch_jobs(self, callback: Callable[[list[Any], list[Any], datetime], None], *, window: int) -> Any:
-        """Listen (on_snapshot) to the ``window`` most recently updated jobs; returns the Watch
-        (``unsubscribe()``, ``is_active``). Every stage change and heartbeat moves ``updatedAt``, so
-        a changing job is always inside the window, and the listener's memory stays bounded however
-        many jobs exist. The callback runs on the listener's thread: (docs, changes, read_time)."""
-        query = self.collection("jobs").order_by("updatedAt", direction="DESCENDING").limit(window)
-        return query.on_snapshot(callback)
+    def jobs_changed_after(
+        self, after: datetime, after_id: str, *, until: datetime | None = None, limit: int
+    ) -> list[ChangedJob]:
+        """Jobs whose ``updatedAt`` is past (``after``, ``after_id``), oldest first: the change feed's
+        one query (services/api/change_feed.py). Every stage change, heartbeat, cancel request and
+        retry moves ``updatedAt``; ordering by it then by id makes (updatedAt, jobId) a cursor that
+        any instance can resume from. Needs only the automatic single-field index on updatedAt."""
+        query = self.collection("jobs").where(filter=FieldFilter("updatedAt", ">=", after))
+        if until is not None:
+            query = query.where(filter=FieldFilter("updatedAt", "<=", until))
+        query = (
+            query.order_by("updatedAt")
+            .order_by("__name__")
+            .start_after({"updatedAt": after, "__name__": self.job_ref(after_id or " ")})
+            .limit(limit)
+        )
+        return [ChangedJob(Job.model_validate(d.to_dict()), d.update_time) for d in query.get()]
 
     def iter_jobs(self, page_size: int = 500) -> Iterator[Job]:
         query = self.collection("jobs").order_by("__name__").limit(page_size)

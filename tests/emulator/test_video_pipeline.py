@@ -7,6 +7,7 @@ import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from infra import emulators as emu
 from services.control import retry_job
 from services.intake import SIGNATURE_HEADER, sign
 from services.jobs.models import ExecutionStatus, Job, JobCreate
+from services.jobs.repository import JobRepository
 from services.jobs.state_machine import Transition
 from services.messages import JobMessage, PushEnvelope
 from services.pipelines.spec import JobStatus
@@ -280,3 +282,33 @@ def test_a_dead_letter_delivered_twice_fails_the_job_and_counts_once(stack, mock
     assert failed.status is JobStatus.FAILED and failed.error.code == "DEAD_LETTERED"
     assert [e.to_stage for e in repo.list_events(job.job_id)] == ["received", "failed"]
     metrics.dead_lettered.assert_called_once_with("video")
+
+
+def test_a_duplicate_republishes_a_job_whose_first_request_died_before_publishing(stack, world):
+    """The intake records no publish (commit + publish only); a crash between the two leaves a job
+    no worker will take. A later duplicate delivery finds it untaken and old: it queues it."""
+    body = webhook_body(delivery_id="delivery-crashed")
+    payload = json.loads(body)
+    key = f"video:{payload['accountId']}-{payload['scenarioId']}-{payload['sourceId']}:delivery-crashed"
+    repo = stack.rt.repo
+    # What the first request committed before it died, long enough ago that its publish is over.
+    crashed_at = repo.clock() - timedelta(seconds=stack.rt.settings.intake_republish_after_seconds + 5)
+    past = JobRepository(repo.db, repo.settings, clock=lambda: crashed_at)
+    orphan, created = past.create_job(
+        JobCreate(
+            pipeline="video",
+            account_id=payload["accountId"],
+            scenario_id=payload["scenarioId"],
+            source_id=payload["sourceId"],
+            user_id=payload["userId"],
+            idempotency_key=key,
+            input={"videoUrl": payload["videoUrl"], "caption": payload["caption"]},
+        )
+    )
+    assert created
+
+    response = post_webhook(stack, body)  # the source's retry
+    assert response.status_code == 202 and response.json()["jobId"] == orphan.job_id
+    assert response.json()["duplicate"]
+    job = wait_for(finished(repo, orphan.job_id), what="the orphaned job to finish")
+    assert job.status is JobStatus.SUCCEEDED and world.stats()["publishes"] == {job.job_id: 1}

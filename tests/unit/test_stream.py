@@ -1,26 +1,29 @@
-"""The stream's broadcaster without a database: fan-out, visibility, filters, Last-Event-ID replay,
-slow clients, shutdown, and how listener snapshots become events.
+"""The stream's broadcaster and change feed without a database: fan-out (one write per client
+per tick), visibility, filters, Last-Event-ID replay from the store, slow clients, shutdown, and the
+feed's tail, sweep and paging.
 
-The listener is a stand-in with Firestore's on_snapshot contract (callbacks from another thread,
-a handle with ``is_active`` and ``unsubscribe``); tests/emulator/test_stream.py runs the real one.
+The jobs table is a stand-in with the repository's ``jobs_changed_after`` contract;
+tests/emulator/test_stream.py runs the Firestore one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from services.api import change_feed
+from services.api.change_feed import Change, ChangeFeed, FeedCursor, JobFacts
 from services.api.stream import (
     Broadcaster,
-    JobFacts,
     StreamFilters,
     StreamUnavailable,
     Subscription,
@@ -31,7 +34,7 @@ from services.api.stream import (
 from services.auth import Principal, Role
 from services.errors import InvalidInput
 from services.jobs.models import Job
-from services.jobs.repository import utcnow
+from services.jobs.repository import ChangedJob, utcnow
 from services.pipelines.spec import JobStatus
 from services.settings import Settings
 from tests.helpers import wait_for
@@ -70,43 +73,33 @@ def make_job(
     )
 
 
-# ---- a listener stand-in -------------------------------------------------------------------------
+# ---- a jobs table stand-in -------------------------------------------------------------------------
 @dataclass
-class FakeWatch:
-    active: bool = True
+class FakeJobs:
+    """The change source's contract over a dict: jobs past a cursor in (updatedAt, jobId) order.
+    ``commit`` stores a job as Firestore would, stamping its commit time."""
 
-    @property
-    def is_active(self) -> bool:
-        return self.active
+    rows: dict[str, ChangedJob] = field(default_factory=dict)
+    reads: int = 0
+    failing: bool = False
 
-    def unsubscribe(self) -> None:
-        self.active = False
+    def commit(self, job: Job, committed_at: datetime | None = None) -> Job:
+        previous = self.rows.get(job.job_id)
+        stamp = committed_at or max(
+            utcnow(), previous.update_time + timedelta(microseconds=1) if previous else T0
+        )
+        self.rows[job.job_id] = ChangedJob(job, stamp)
+        return job
 
-
-@dataclass
-class FakeSource:
-    """Each call starts a "listener" whose first snapshot (``initial``) arrives from another thread."""
-
-    initial: list[Job] = field(default_factory=list)
-    callbacks: list[Any] = field(default_factory=list)
-    watches: list[FakeWatch] = field(default_factory=list)
-
-    def __call__(self, callback: Any) -> FakeWatch:
-        self.callbacks.append(callback)
-        watch = FakeWatch()
-        self.watches.append(watch)
-        first = [change("ADDED", job) for job in self.initial]
-        threading.Thread(target=callback, args=([], first, utcnow())).start()
-        return watch
-
-    def deliver(self, *changes: Any, read_time: datetime | None = None) -> None:
-        self.callbacks[-1]([], list(changes), read_time or utcnow())
-
-
-def change(kind: str, job: Job, update_time: datetime | None = None) -> Any:
-    doc = job.to_doc()
-    document = SimpleNamespace(id=job.job_id, update_time=update_time or job.updated_at, to_dict=lambda: doc)
-    return SimpleNamespace(type=SimpleNamespace(name=kind), document=document)
+    def __call__(self, after: FeedCursor, *, until: datetime | None = None, limit: int) -> list[ChangedJob]:
+        if self.failing:
+            raise ConnectionError("firestore unreachable")
+        self.reads += 1
+        found = sorted(
+            (c for c in self.rows.values() if FeedCursor.of(c.job) > after),
+            key=lambda c: FeedCursor.of(c.job),
+        )
+        return [c for c in found if until is None or c.job.updated_at <= until][:limit]
 
 
 # ---- fixtures and helpers ------------------------------------------------------------------------
@@ -118,13 +111,15 @@ def settings() -> Settings:
         sse_client_queue_size=8,
         sse_replay_events=5,
         sse_max_streams=10,
+        sse_poll_seconds=0.01,
+        sse_batch_seconds=0.01,
         threads=64,
     )
 
 
 @pytest.fixture
-def source() -> FakeSource:
-    return FakeSource()
+def source() -> FakeJobs:
+    return FakeJobs()
 
 
 @pytest.fixture
@@ -133,7 +128,7 @@ def stopping() -> threading.Event:
 
 
 @pytest.fixture
-def broadcaster(settings: Settings, source: FakeSource, stopping: threading.Event) -> Iterator[Broadcaster]:
+def broadcaster(settings: Settings, source: FakeJobs, stopping: threading.Event) -> Iterator[Broadcaster]:
     b = Broadcaster(settings, source, clock=utcnow, stopping=stopping.is_set)
     yield b
     b.close()
@@ -143,22 +138,25 @@ def broadcaster(settings: Settings, source: FakeSource, stopping: threading.Even
 class Client:
     subscription: Subscription
     frames: Iterator[bytes]
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    writes: int = 0
 
     def read(self, count: int, *, max_heartbeats: int = 200) -> list[dict[str, Any]]:
         """The next ``count`` events (heartbeats skipped, at most ``max_heartbeats`` of them)."""
-        events: list[dict[str, Any]] = []
         for _ in range(count + max_heartbeats):
-            if len(events) == count:
+            if len(self.pending) >= count:
                 break
-            frame = next(self.frames)
-            if not frame.startswith(b":"):
-                events.append(parse(frame))
+            write = next(self.frames)
+            self.writes += 1
+            if not write.startswith(b":"):
+                self.pending += [parse(f) for f in write.split(b"\n\n") if f.strip()]
+        events, self.pending = self.pending[:count], self.pending[count:]
         assert len(events) == count, f"got {events}"
         return events
 
     def quiet(self, heartbeats: int = 3) -> bool:
         """True if the next frames are only heartbeats (nothing was queued for this client)."""
-        return all(next(self.frames) == b": keepalive\n\n" for _ in range(heartbeats))
+        return not self.pending and all(next(self.frames) == b": keepalive\n\n" for _ in range(heartbeats))
 
 
 def connect(
@@ -166,8 +164,9 @@ def connect(
 ) -> Client:
     subscription = b.subscribe(principal, filters, last_event_id)
     client = Client(subscription, b.frames(subscription))
-    hello = parse(next(client.frames))
+    hello = parse(next(client.frames).split(b"\n", 1)[1])  # after the "retry:" line
     assert hello["event"] == "hello" and hello["data"]["subject"] == principal.subject
+    assert FeedCursor.parse(hello["id"]) is not None  # resuming from hello replays from there
     return client
 
 
@@ -180,17 +179,27 @@ def parse(frame: bytes) -> dict[str, Any]:
     return {"id": fields.get("id"), "event": fields.get("event"), "data": json.loads(data) if data else None}
 
 
+def send(b: Broadcaster, *jobs: Job, previous: JobFacts | None = None) -> None:
+    """One feed tick carrying ``jobs``."""
+    b.publish([Change(job, previous) for job in jobs])
+
+
+def later(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
+
+
 # ---- fan-out and visibility ----------------------------------------------------------------------
 def test_one_change_reaches_every_client_that_may_see_it(broadcaster: Broadcaster):
     admins = [connect(broadcaster, ADMIN), connect(broadcaster, Principal("ops2", Role.ADMIN))]
     alice, bob = connect(broadcaster, ALICE), connect(broadcaster, BOB)
 
-    seq = broadcaster.publish(make_job("job_a", user="alice"))
+    job = make_job("job_a", user="alice")
+    send(broadcaster, job)
 
     for client in (*admins, alice):
         [event] = client.read(1)
         assert event["event"] == "job"
-        assert event["id"] == f"{broadcaster.instance_id}-{seq}"
+        assert FeedCursor.parse(event["id"]) == FeedCursor.of(job)  # the id is the feed cursor
         assert event["data"]["jobId"] == "job_a" and event["data"]["userId"] == "alice"
         assert "heartbeat" in event["data"] and "links" in event["data"]  # the API's job view
     assert bob.quiet()
@@ -199,20 +208,20 @@ def test_one_change_reaches_every_client_that_may_see_it(broadcaster: Broadcaste
 def test_users_see_only_their_own_jobs_admins_see_all(broadcaster: Broadcaster):
     alice, admin = connect(broadcaster, ALICE), connect(broadcaster, ADMIN)
     for job_id, user in (("job_b1", "bob"), ("job_a1", "alice"), ("job_b2", "bob"), ("job_a2", "alice")):
-        broadcaster.publish(make_job(job_id, user=user))
+        send(broadcaster, make_job(job_id, user=user))
 
     assert [e["data"]["jobId"] for e in alice.read(2)] == ["job_a1", "job_a2"]
     assert [e["data"]["jobId"] for e in admin.read(4)] == ["job_b1", "job_a1", "job_b2", "job_a2"]
     assert alice.quiet()
 
 
-def test_event_ids_increase_by_one_per_change(broadcaster: Broadcaster):
-    admin = connect(broadcaster, ADMIN)
-    for i in range(3):
-        broadcaster.publish(make_job(f"job_{i}"))
-    ids = [e["id"] for e in admin.read(3)]
-    assert [int(i.rsplit("-", 1)[1]) for i in ids] == [1, 2, 3]
-    assert {i.rsplit("-", 1)[0] for i in ids} == {broadcaster.instance_id}
+def test_one_tick_is_one_write_per_client(broadcaster: Broadcaster):
+    admin, alice = connect(broadcaster, ADMIN), connect(broadcaster, ALICE)
+    send(broadcaster, *(make_job(f"job_{i}", user="alice" if i % 2 else "bob") for i in range(6)))
+
+    assert [e["data"]["jobId"] for e in admin.read(6)] == [f"job_{i}" for i in range(6)]
+    assert [e["data"]["jobId"] for e in alice.read(3)] == ["job_1", "job_3", "job_5"]
+    assert admin.writes == 1 and alice.writes == 1
 
 
 # ---- filters -------------------------------------------------------------------------------------
@@ -222,11 +231,11 @@ def test_filters_narrow_the_stream(broadcaster: Broadcaster):
     )
     account = connect(broadcaster, ADMIN, StreamFilters.parse({"accountId": "acc-2"}))
 
-    broadcaster.publish(make_job("job_1", status=JobStatus.QUEUED))
-    broadcaster.publish(
-        make_job("job_2", status=JobStatus.RUNNING, stage="downloading", pipeline="music_clips")
+    send(broadcaster, make_job("job_1", status=JobStatus.QUEUED))
+    send(
+        broadcaster, make_job("job_2", status=JobStatus.RUNNING, stage="downloading", pipeline="music_clips")
     )
-    broadcaster.publish(make_job("job_3", status=JobStatus.RUNNING, stage="downloading", account="acc-2"))
+    send(broadcaster, make_job("job_3", status=JobStatus.RUNNING, stage="downloading", account="acc-2"))
 
     assert [e["data"]["jobId"] for e in running_video.read(1)] == ["job_3"]
     assert [e["data"]["jobId"] for e in account.read(1)] == ["job_3"]
@@ -237,8 +246,8 @@ def test_a_job_leaving_the_filter_is_still_sent_so_the_page_can_drop_it(broadcas
     running = connect(broadcaster, ADMIN, StreamFilters.parse({"status": "running"}))
     before = JobFacts.of(make_job("job_1", status=JobStatus.RUNNING))
 
-    broadcaster.publish(make_job("job_1", status=JobStatus.FAILED, stage="failed"), previous=before)
-    broadcaster.publish(make_job("job_2", status=JobStatus.FAILED, stage="failed"))  # never matched
+    send(broadcaster, make_job("job_1", status=JobStatus.FAILED, stage="failed"), previous=before)
+    send(broadcaster, make_job("job_2", status=JobStatus.FAILED, stage="failed"))  # never matched
 
     [event] = running.read(1)
     assert event["data"]["jobId"] == "job_1" and event["data"]["status"] == "failed"
@@ -257,60 +266,67 @@ def test_filter_parsing():
 
 
 # ---- Last-Event-ID ---------------------------------------------------------------------------------
-def test_last_event_id_replays_what_the_client_missed_and_may_see(broadcaster: Broadcaster):
-    first = connect(broadcaster, ALICE)
-    broadcaster.publish(make_job("job_a1", user="alice"))
-    [seen] = first.read(1)
-    first.subscription.subscriber.end()  # the browser goes away...
+def test_last_event_id_replays_from_the_store_on_any_instance(
+    settings: Settings, source: FakeJobs, stopping: threading.Event
+):
+    first_instance = Broadcaster(settings, source, clock=utcnow, stopping=stopping.is_set)
+    other_instance = Broadcaster(settings, source, clock=utcnow, stopping=stopping.is_set)
+    try:
+        first = connect(first_instance, ALICE)
+        send(first_instance, source.commit(make_job("job_a1", at=later(-1))))
+        [seen] = first.read(1)
+        first.subscription.subscriber.end()  # the browser goes away...
 
-    broadcaster.publish(make_job("job_b1", user="bob"))
-    broadcaster.publish(make_job("job_a1", user="alice", status=JobStatus.RUNNING, stage="downloading"))
-    broadcaster.publish(make_job("job_a2", user="alice"))
+        source.commit(make_job("job_b1", user="bob", at=later(-0.5)))
+        source.commit(make_job("job_a1", status=JobStatus.RUNNING, stage="downloading", at=later(-0.4)))
+        source.commit(make_job("job_a2", at=later(-0.3)))
 
-    again = connect(broadcaster, ALICE, last_event_id=seen["id"])  # ...and comes back
-    replayed = again.read(2)
-    assert [(e["data"]["jobId"], e["data"]["stage"]) for e in replayed] == [
-        ("job_a1", "downloading"),
-        ("job_a2", "received"),
-    ]
-    broadcaster.publish(make_job("job_a3", user="alice"))  # and then it is live again
-    assert again.read(1)[0]["data"]["jobId"] == "job_a3"
+        again = connect(other_instance, ALICE, last_event_id=seen["id"])  # ...and comes back elsewhere
+        replayed = again.read(2)
+        assert [(e["data"]["jobId"], e["data"]["stage"]) for e in replayed] == [
+            ("job_a1", "downloading"),
+            ("job_a2", "received"),
+        ]
+        assert again.quiet()  # bob's job is not replayed to alice
+    finally:
+        first_instance.close()
+        other_instance.close()
 
 
-def test_replay_from_the_latest_id_sends_nothing(broadcaster: Broadcaster):
-    seq = broadcaster.publish(make_job("job_1"))
-    client = connect(broadcaster, ADMIN, last_event_id=f"{broadcaster.instance_id}-{seq}")
-    assert client.quiet()
+def test_replay_sends_jobs_that_left_the_filter_too(broadcaster: Broadcaster, source: FakeJobs):
+    """A replay cannot know what a job was before; the page drops rows outside its filters."""
+    since = FeedCursor(later(-1)).encode()
+    source.commit(make_job("job_1", status=JobStatus.FAILED, stage="failed", at=later(-0.5)))
+    client = connect(broadcaster, ADMIN, StreamFilters.parse({"status": "running"}), last_event_id=since)
+    assert client.read(1)[0]["data"]["status"] == "failed"
 
 
 @pytest.mark.parametrize(
     ("last_event_id", "reason"),
     [
-        ("{instance}-1", "older than the replay buffer"),  # buffer holds 5: seqs 3..7 remain
-        ("0badf00d-6", "another instance's event id"),
-        ("{instance}-99", "an event id this instance never sent"),
-        ("not-an-id", "another instance's event id"),
+        ("{old}", "older than the replay window"),
+        ("0badf00d-6", "not an event id of this feed"),
+        ("not-an-id", "not an event id of this feed"),
+        ("{future}", "an event id from the future"),
+        ("{recent}", "more changes than a replay sends"),  # 7 changes, replay sends at most 5
     ],
 )
-def test_an_id_the_buffer_cannot_answer_gets_a_reset(
-    broadcaster: Broadcaster, last_event_id: str, reason: str
+def test_an_id_the_feed_cannot_answer_gets_a_reset(
+    broadcaster: Broadcaster, source: FakeJobs, last_event_id: str, reason: str
 ):
     for i in range(7):
-        broadcaster.publish(make_job(f"job_{i}"))
-    client = connect(broadcaster, ADMIN, last_event_id=last_event_id.format(instance=broadcaster.instance_id))
+        source.commit(make_job(f"job_{i}", at=later(-1 + i / 100)))
+    cursors = {
+        "old": FeedCursor(later(-3600)).encode(),
+        "future": FeedCursor(later(3600)).encode(),
+        "recent": FeedCursor(later(-2)).encode(),
+    }
+    client = connect(broadcaster, ADMIN, last_event_id=last_event_id.format(**cursors))
     [reset] = client.read(1)
     assert reset["event"] == "reset" and reset["data"]["reason"] == reason
-    # Its id is the newest event's, so the browser resumes from there on its next reconnect.
-    assert reset["id"] == f"{broadcaster.instance_id}-7"
+    # Its id is the feed's head, so the browser resumes from there on its next reconnect.
+    assert FeedCursor.parse(reset["id"]) is not None
     assert client.quiet()
-
-
-def test_the_oldest_buffered_id_still_replays(broadcaster: Broadcaster):
-    for i in range(7):
-        broadcaster.publish(make_job(f"job_{i}"))
-    # Buffer holds seqs 3..7; a client that saw 2 missed only buffered events.
-    client = connect(broadcaster, ADMIN, last_event_id=f"{broadcaster.instance_id}-2")
-    assert [e["data"]["jobId"] for e in client.read(5)] == [f"job_{i}" for i in range(2, 7)]
 
 
 # ---- slow clients, capacity, shutdown ------------------------------------------------------------
@@ -320,7 +336,7 @@ def test_a_slow_client_is_dropped_without_holding_up_the_others(broadcaster: Bro
     received: list[dict[str, Any]] = []
     total = settings.sse_client_queue_size * 3
     for i in range(total):
-        broadcaster.publish(make_job(f"job_{i}"))
+        send(broadcaster, make_job(f"job_{i}"))
         received += fast.read(1)  # the fast client keeps up
 
     assert [e["data"]["jobId"] for e in received] == [f"job_{i}" for i in range(total)]
@@ -348,7 +364,7 @@ def test_streams_never_take_every_server_thread(max_streams, threads, reserved, 
     assert stream_capacity(settings) == capacity
 
 
-def test_close_ends_every_stream_and_stops_the_listener(broadcaster: Broadcaster, source: FakeSource):
+def test_close_ends_every_stream_and_stops_the_feed(broadcaster: Broadcaster, source: FakeJobs):
     clients = [connect(broadcaster, ADMIN) for _ in range(3)]
     results: list[list[bytes]] = []
     # Each stream runs in its own thread, as under a threaded server, blocked waiting for events.
@@ -362,7 +378,7 @@ def test_close_ends_every_stream_and_stops_the_listener(broadcaster: Broadcaster
 
     assert not any(t.is_alive() for t in threads)
     assert len(results) == 3 and all(b"event: job" not in b"".join(r) for r in results)
-    assert source.watches[0].active is False
+    wait_for(lambda: not broadcaster.feed_running, timeout=10, what="the feed to stop")
     with pytest.raises(StreamUnavailable):
         broadcaster.subscribe(ADMIN, ANY)
     broadcaster.close()  # idempotent
@@ -379,103 +395,92 @@ def test_the_server_stopping_closes_the_streams(broadcaster: Broadcaster, stoppi
     assert broadcaster.closed
 
 
-# ---- from listener snapshots to events -------------------------------------------------------------
-def test_first_snapshot_is_the_baseline_and_later_changes_are_sent(
-    settings: Settings, stopping: threading.Event
-):
-    source = FakeSource(initial=[make_job("job_old", at=T0)])
-    b = Broadcaster(settings, source, clock=utcnow, stopping=stopping.is_set)
-    try:
-        admin = connect(b, ADMIN)  # waits for the first snapshot
-        assert b.stats()["lastSeq"] == 0  # the baseline is not broadcast: pages fetch it
+# ---- the feed ----------------------------------------------------------------------------------------
+def test_the_feed_runs_only_while_a_stream_is_open(broadcaster: Broadcaster, source: FakeJobs):
+    assert not broadcaster.feed_running and source.reads == 0  # nothing open: nothing read
+    client = connect(broadcaster, ADMIN)
+    assert broadcaster.feed_running
 
-        moved = make_job(
-            "job_old", status=JobStatus.RUNNING, stage="downloading", at=T0 + timedelta(seconds=1)
-        )
-        source.deliver(
-            change("MODIFIED", moved), change("ADDED", make_job("job_new", at=T0 + timedelta(seconds=2)))
-        )
-        events = admin.read(2)
-        assert [(e["data"]["jobId"], e["data"]["stage"]) for e in events] == [
-            ("job_old", "downloading"),
-            ("job_new", "received"),
-        ]
-    finally:
-        b.close()
+    job = source.commit(make_job("job_1", at=later(0.001)))
+    assert client.read(1)[0]["data"]["jobId"] == job.job_id  # the feed found it by itself
 
-
-def test_removed_and_already_seen_changes_are_not_sent(broadcaster: Broadcaster, source: FakeSource):
-    admin = connect(broadcaster, ADMIN)
-    job = make_job("job_1", at=T0 + timedelta(seconds=1))
-    source.deliver(change("ADDED", job))
-    assert admin.read(1)[0]["data"]["jobId"] == "job_1"
-
-    source.deliver(change("MODIFIED", job))  # same update time: a repeat
-    source.deliver(change("REMOVED", job))  # it left the listener's window
-    source.deliver(change("ADDED", make_job("job_1", at=T0)))  # older than what was sent
-    assert admin.quiet()
-
-
-def test_the_previous_version_travels_with_the_change(broadcaster: Broadcaster, source: FakeSource):
-    """A status-filtered client hears that a job left its filter (see the filter test above)."""
-    running = connect(broadcaster, ADMIN, StreamFilters.parse({"status": "running"}))
-    source.deliver(change("ADDED", make_job("job_1", status=JobStatus.RUNNING, stage="downloading")))
-    source.deliver(
-        change("MODIFIED", make_job("job_1", status=JobStatus.FAILED, stage="failed", at=T0 + timedelta(1)))
-    )
-    assert [e["data"]["status"] for e in running.read(2)] == ["running", "failed"]
-
-
-def test_a_restarted_listener_sends_only_what_changed_while_it_was_down(
-    broadcaster: Broadcaster, source: FakeSource
-):
-    admin = connect(broadcaster, ADMIN)
-    still = make_job("job_still", at=T0 + timedelta(seconds=1))
-    moved = make_job("job_moved", at=T0 + timedelta(seconds=1))
-    source.deliver(change("ADDED", still), change("ADDED", moved), read_time=T0 + timedelta(seconds=2))
-    assert len(admin.read(2)) == 2
-
-    broadcaster.restart_listener()
-    moved_later = make_job(
-        "job_moved", status=JobStatus.RUNNING, stage="downloading", at=T0 + timedelta(seconds=5)
-    )
-    born = make_job("job_born", at=T0 + timedelta(seconds=6))
-    # The new listener's first snapshot holds the whole window again.
-    source.deliver(change("ADDED", still), change("ADDED", moved_later), change("ADDED", born))
-
-    assert [(e["data"]["jobId"], e["data"]["stage"]) for e in admin.read(2)] == [
-        ("job_moved", "downloading"),
-        ("job_born", "received"),
-    ]
-    assert admin.quiet()
-    assert source.watches[0].active is False and broadcaster.stats()["listenerRestarts"] == 1
-
-
-def test_the_supervisor_restarts_a_listener_that_died(broadcaster: Broadcaster, source: FakeSource):
+    client.subscription.subscriber.end()
+    assert list(client.frames) == []
+    wait_for(lambda: not broadcaster.feed_running, timeout=10, what="the feed to stop")
+    reads = source.reads
+    time.sleep(0.1)  # ten ticks' worth of idle time
+    assert source.reads == reads  # stopped: no more reads
     connect(broadcaster, ADMIN)
-    source.watches[0].active = False  # the RPC ended for good: Firestore's Watch closes itself
-
-    wait_for(lambda: len(source.watches) == 2, timeout=15, what="a new listener")
-    assert broadcaster.listener_active and broadcaster.stats()["listenerRestarts"] == 1
+    assert broadcaster.feed_running and broadcaster.stats()["feedRuns"] == 2
 
 
-def test_a_listener_that_cannot_start_is_retried(settings: Settings, stopping: threading.Event):
-    attempts: list[int] = []
-    working = FakeSource()
+class ManualClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
 
-    def flaky(callback: Any) -> FakeWatch:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise ConnectionError("firestore unreachable")
-        return working(callback)
+    def __call__(self) -> datetime:
+        return self.now
 
-    b = Broadcaster(settings, flaky, clock=utcnow, stopping=stopping.is_set)
-    try:
-        b.start()
-        wait_for(lambda: b.listener_active, timeout=15, what="the listener to start on its second try")
-        assert len(attempts) == 2
-    finally:
-        b.close()
+
+def feed_over(source: FakeJobs, settings: Settings, clock: ManualClock) -> tuple[ChangeFeed, list[Change]]:
+    sent: list[Change] = []
+    return ChangeFeed(settings, source, sent.extend, clock=clock), sent
+
+
+def test_the_tail_sends_each_change_once(settings: Settings, source: FakeJobs):
+    clock = ManualClock(T0)
+    feed, sent = feed_over(source, settings, clock)
+    source.commit(make_job("job_1", at=T0 + timedelta(seconds=0.1)), T0 + timedelta(seconds=0.1))
+    source.commit(make_job("job_2", at=T0 + timedelta(seconds=0.2)), T0 + timedelta(seconds=0.2))
+    assert feed.poll() == 2 and [c.job.job_id for c in sent] == ["job_1", "job_2"]
+    assert feed.poll() == 0  # nothing new
+    moved = make_job("job_1", status=JobStatus.RUNNING, stage="downloading", at=T0 + timedelta(seconds=0.3))
+    source.commit(moved, T0 + timedelta(seconds=0.3))
+    assert feed.poll() == 1
+    assert sent[-1].job.stage == "downloading" and sent[-1].previous == JobFacts.of(make_job("job_1"))
+    assert feed.head == FeedCursor.of(moved)
+
+
+def test_a_commit_that_lands_behind_the_cursor_is_sent_by_the_sweep(settings: Settings, source: FakeJobs):
+    clock = ManualClock(T0)
+    feed, sent = feed_over(source, settings, clock)
+    early = make_job("job_early", at=T0 + timedelta(seconds=1))  # planned first...
+    source.commit(make_job("job_fast", at=T0 + timedelta(seconds=2)), T0 + timedelta(seconds=2))
+    clock.now = T0 + timedelta(seconds=2.1)
+    feed.poll()
+    source.commit(early, T0 + timedelta(seconds=2.2))  # ...committed after the tail passed it
+    clock.now = T0 + timedelta(seconds=2.5)
+    feed.poll()
+    assert [c.job.job_id for c in sent] == ["job_fast"]  # not yet: it is inside the commit lag
+
+    clock.now = T0 + timedelta(seconds=1 + settings.sse_commit_lag_seconds + settings.sse_sweep_seconds)
+    feed.poll()
+    assert [c.job.job_id for c in sent] == ["job_fast", "job_early"]
+    clock.now += timedelta(seconds=10)
+    feed.poll()  # the sweep reads job_fast's slice too, and sends it no second time
+    assert [c.job.job_id for c in sent] == ["job_fast", "job_early"]
+
+
+def test_a_burst_larger_than_a_page_is_read_in_one_tick(
+    settings: Settings, source: FakeJobs, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(change_feed, "PAGE_SIZE", 3)
+    clock = ManualClock(T0)
+    feed, sent = feed_over(source, settings, clock)
+    for i in range(8):
+        at = T0 + timedelta(seconds=0.1 + i / 100)
+        source.commit(make_job(f"job_{i}", at=at), at)
+    assert feed.poll() == 8 and [c.job.job_id for c in sent] == [f"job_{i}" for i in range(8)]
+
+
+def test_a_failing_read_keeps_the_streams_and_is_retried(broadcaster: Broadcaster, source: FakeJobs):
+    client = connect(broadcaster, ADMIN)
+    source.failing = True
+    wait_for(lambda: broadcaster.stats()["feedErrors"] > 0, timeout=10, what="a failed read")
+    source.failing = False
+    source.commit(make_job("job_1", at=later(0.001)))
+    assert client.read(1)[0]["data"]["jobId"] == "job_1"
+    assert broadcaster.stats()["clients"] == 1
 
 
 def test_frames_are_single_line_data():
@@ -491,3 +496,73 @@ def test_a_hung_up_client_is_noticed_without_writing_to_it():
         assert peer_closed(server_side)
     finally:
         server_side.close()
+
+
+# ---- writing straight to the socket (gunicorn) -------------------------------------------------------
+def read_chunks(sock: socket.socket, count: int) -> list[bytes]:
+    """``count`` chunks of an HTTP/1.1 chunked body, checking the framing on the way."""
+    stream = sock.makefile("rb")
+    chunks = []
+    for _ in range(count):
+        size = int(stream.readline().strip(), 16)
+        chunks.append(stream.read(size))
+        assert stream.read(2) == b"\r\n"
+    return chunks
+
+
+def serve_as_gunicorn(b: Broadcaster, subscription: Subscription, sock: socket.socket) -> threading.Thread:
+    """What gunicorn's gthread worker does with the body: frame each yielded chunk, then end it."""
+
+    def run() -> None:
+        for chunk in b.frames(subscription):
+            sock.sendall(b"%X\r\n%s\r\n" % (len(chunk), chunk))
+        with contextlib.suppress(OSError):
+            sock.sendall(b"0\r\n\r\n")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_under_gunicorn_the_feed_writes_chunks_to_the_socket_itself(broadcaster: Broadcaster):
+    server_end, client_end = socket.socketpair()
+    subscription = broadcaster.subscribe(ADMIN, ANY, sock=server_end, chunked=True)
+    thread = serve_as_gunicorn(broadcaster, subscription, server_end)
+    assert b"event: hello" in read_chunks(client_end, 1)[0]
+    wait_for(lambda: subscription.subscriber.direct, timeout=10, what="the stream to hand over its socket")
+
+    send(broadcaster, make_job("job_1"), make_job("job_2"))
+    [batch] = read_chunks(client_end, 1)  # one chunk per tick, framed as gunicorn frames them
+    assert [parse(f)["data"]["jobId"] for f in batch.split(b"\n\n") if f] == ["job_1", "job_2"]
+
+    broadcaster.close()
+    thread.join(timeout=10)
+    assert client_end.recv(100) == b"0\r\n\r\n"  # the server's own end of the body, uncorrupted
+    server_end.close()
+    client_end.close()
+
+
+def test_a_socket_that_takes_no_more_is_finished_by_the_stream_thread_or_dropped(
+    broadcaster: Broadcaster, settings: Settings
+):
+    server_end, client_end = socket.socketpair()
+    server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    subscription = broadcaster.subscribe(ADMIN, ANY, sock=server_end, chunked=False)
+    thread = serve_as_gunicorn(broadcaster, subscription, server_end)
+    client_end.recv(65536)  # hello
+    wait_for(lambda: subscription.subscriber.direct, timeout=10, what="the stream to hand over its socket")
+
+    big = make_job("job_big").model_copy(update={"input": {"caption": "x" * 20_000}})
+    send(broadcaster, big)  # more than the socket takes at once: the rest waits for its thread
+    received = b""
+    while received.count(b"event: job") < 1 or not received.endswith(b"\n\n"):
+        received += client_end.recv(65536)
+    assert received.count(b"event: job") == 1 and not subscription.subscriber.dropped
+
+    for _ in range(settings.sse_client_queue_size + 2):  # and now the client stops reading
+        send(broadcaster, big)
+    assert subscription.subscriber.dropped and broadcaster.stats()["dropped"] == 1
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    server_end.close()
+    client_end.close()

@@ -23,7 +23,7 @@ from services.jobs.repository import utcnow
 from services.runtime import Runtime
 from services.settings import Settings
 from services.telemetry import Telemetry
-from tests.unit.test_stream import FakeSource, parse
+from tests.unit.test_stream import FakeJobs, parse
 
 STATIC = Path(__file__).resolve().parents[2] / "services" / "api" / "static"
 
@@ -44,10 +44,8 @@ def telemetry(settings: Settings) -> Iterator[Telemetry]:
 @pytest.fixture
 def app(settings: Settings, telemetry: Telemetry) -> Iterator[flask.Flask]:
     app = create_app(Runtime(settings, Clients(settings)))
-    # The listener is a stand-in here; tests/emulator/test_stream.py runs the Firestore one.
-    app.extensions[STREAM_EXTENSION] = Broadcaster(
-        settings, FakeSource(), clock=utcnow, stopping=lambda: False
-    )
+    # The jobs table is a stand-in here; tests/emulator/test_stream.py runs the Firestore one.
+    app.extensions[STREAM_EXTENSION] = Broadcaster(settings, FakeJobs(), clock=utcnow, stopping=lambda: False)
     yield app
     stream_broadcaster(app).close()
 
