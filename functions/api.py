@@ -4,8 +4,10 @@ import threading
 
 import flask
 import functions_framework
+from werkzeug.exceptions import HTTPException
 
 from services.api import create_app
+from services.api.app import http_error_response
 from services.deployment import require_deployment
 from services.runtime import get_runtime
 
@@ -27,6 +29,13 @@ def _instance_app() -> flask.Flask:
             setup_telemetry(rt.settings)
             _app = create_app(rt)
         return _app
+
+
+# The framework routes "/<path:path>" before our app sees anything; a path that rule cannot match
+# (an id with a newline) would get Flask's HTML 404 page instead of our JSON body. The framework
+# runs this module inside its own app's context, so that is the app to tell.
+if flask.has_app_context():
+    flask.current_app.register_error_handler(HTTPException, http_error_response)
 
 
 @functions_framework.http

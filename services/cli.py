@@ -8,6 +8,7 @@ Two ways to reach the system, one set of commands:
 
     jobtrail jobs list --status failed
     jobtrail jobs tail job_1703616000000_abc123
+    jobtrail jobs retry --status failed --pipeline video
     jobtrail dlq replay --all --pipeline video
     jobtrail queue pause video-worker
 """
@@ -43,6 +44,10 @@ class Backend(Protocol):
     def replay_bulk(
         self, flt: dict[str, Any], limit: int, page_size: int, progress: Progress
     ) -> dict[str, Any]: ...
+    def bulk_preview(self, action: str, flt: dict[str, Any]) -> dict[str, Any]: ...
+    def bulk_run(
+        self, action: str, flt: dict[str, Any], updated_before: str, limit: int, progress: Progress
+    ) -> dict[str, Any]: ...
     def queues(self) -> dict[str, Any]: ...
     def pause(self, name: str) -> dict[str, Any]: ...
     def resume(self, name: str) -> dict[str, Any]: ...
@@ -55,56 +60,60 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 
 
 class LocalBackend:
-    """The service functions themselves, as an admin principal named after the OS user."""
+    """The read layer and the control plane themselves, as an admin principal named after the OS
+    user: the same functions the API's routes call."""
 
     def __init__(self, settings: Settings) -> None:
-        from services.api.routing import Call
-        from services.auth import Principal, PrincipalKind, Role
+        from services.auth.principal import Principal, PrincipalKind, Role
         from services.clients import Clients
         from services.runtime import Runtime
 
         self.rt = Runtime(settings, Clients(settings))
-        self.call = Call(
-            rt=self.rt, principal=Principal(f"cli-{getpass.getuser()}", Role.ADMIN, PrincipalKind.MACHINE)
-        )
+        self.principal = Principal(f"cli-{getpass.getuser()}", Role.ADMIN, PrincipalKind.MACHINE)
 
     def list_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
-        from services.api import jobs
-        from services.api.queries import JobListQuery
+        from services.reads.jobs import search_jobs
+        from services.reads.queries import JobListQuery
 
-        return _dump(jobs.list_jobs(call=self.call, query=JobListQuery.model_validate(params)))
+        return _dump(search_jobs(self.rt, self.principal, JobListQuery.model_validate(params)))
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.reads.jobs import job_detail
 
-        return _dump(jobs.get_job(call=self.call, job_id=job_id))
+        return _dump(job_detail(self.rt, self.principal, job_id))
 
     def get_events(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.reads.jobs import job_timeline
 
-        return _dump(jobs.get_job_events(call=self.call, job_id=job_id))
+        return _dump(job_timeline(self.rt, self.principal, job_id))
 
     def retry(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.control import retry_job
+        from services.reads.jobs import detail_of, visible_job
 
-        return _dump(jobs.retry(call=self.call, job_id=job_id)[0])
+        visible_job(self.rt, self.principal, job_id)
+        return _dump(detail_of(self.rt, retry_job(self.rt, job_id, actor=self.principal.actor)))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        from services.api import jobs
+        from services.control import cancel_job
+        from services.reads.jobs import detail_of, visible_job
 
-        return _dump(jobs.cancel(call=self.call, job_id=job_id)[0])
+        visible_job(self.rt, self.principal, job_id)
+        return _dump(detail_of(self.rt, cancel_job(self.rt, job_id, actor=self.principal.actor)))
 
     def list_dead_letters(self, params: dict[str, Any]) -> dict[str, Any]:
-        from services.api import dlq
-        from services.api.queries import DeadLetterQuery
+        from services.reads.dead_letters import dead_letters
+        from services.reads.queries import DeadLetterQuery
 
-        return _dump(dlq.list_dead_letters(call=self.call, query=DeadLetterQuery.model_validate(params)))
+        return _dump(dead_letters(self.rt, self.principal, DeadLetterQuery.model_validate(params)))
 
     def replay_one(self, body: dict[str, Any]) -> dict[str, Any]:
-        from services.api import dlq
-        from services.api.schemas import ReplayRequest
+        from services.control import replay_job
 
-        return _dump(dlq.replay(call=self.call, body=ReplayRequest.model_validate(body)))
+        execution_id = body.get("executionId")
+        job_id = self.rt.repo.get_execution(execution_id).job_id if execution_id else body["jobId"]
+        job = replay_job(self.rt, job_id, actor=self.principal.actor, execution_id=execution_id)
+        return {"mode": "single", "matched": 1, "replayed": 1, "skipped": 0, "failed": 0, "jobId": job.job_id}
 
     def replay_bulk(
         self, flt: dict[str, Any], limit: int, page_size: int, progress: Progress
@@ -114,27 +123,57 @@ class LocalBackend:
         report = replay_dead_letters(
             self.rt,
             DeadLetterFilter.model_validate(flt),
-            actor=self.call.principal.actor,
+            actor=self.principal.actor,
             limit=limit,
             page_size=page_size,
             on_progress=lambda r: progress(r.processed, r.matched),
         )
         return asdict(report)
 
-    def queues(self) -> dict[str, Any]:
-        from services.api import admin
+    def bulk_preview(self, action: str, flt: dict[str, Any]) -> dict[str, Any]:
+        from services.bulk import BulkAction, JobFilter, count_matching
 
-        return _dump(admin.get_queues(call=self.call))
+        counts = count_matching(self.rt, BulkAction(action), JobFilter.model_validate(flt))
+        return {
+            "matched": sum(counts.values()),
+            "byStatus": {str(k): v for k, v in counts.items()},
+            "asOf": self.rt.repo.clock().isoformat(),
+        }
+
+    def bulk_run(
+        self, action: str, flt: dict[str, Any], updated_before: str, limit: int, progress: Progress
+    ) -> dict[str, Any]:
+        from datetime import datetime
+
+        from services.bulk import BulkAction, JobFilter, run_bulk
+
+        report = run_bulk(
+            self.rt,
+            BulkAction(action),
+            JobFilter.model_validate(flt),
+            actor=self.principal.actor,
+            updated_before=datetime.fromisoformat(updated_before),
+            limit=limit,
+            on_progress=lambda r: progress(r.processed, r.matched),
+        )
+        return {k: v for k, v in asdict(report).items() if k != "pages"}
+
+    def queues(self) -> dict[str, Any]:
+        from services.reads.queues import queue_list
+
+        return _dump(queue_list(self.rt, self.principal))
 
     def pause(self, name: str) -> dict[str, Any]:
-        from services.api import admin
+        from services.control import pause_queue
+        from services.reads.queues import queue_changed
 
-        return _dump(admin.pause(call=self.call, name=name))
+        return _dump(queue_changed(self.rt, pause_queue(self.rt, name, actor=self.principal.actor)))
 
     def resume(self, name: str) -> dict[str, Any]:
-        from services.api import admin
+        from services.control import resume_queue
+        from services.reads.queues import queue_changed
 
-        return _dump(admin.resume(call=self.call, name=name))
+        return _dump(queue_changed(self.rt, resume_queue(self.rt, name, actor=self.principal.actor)))
 
     def sweep(self) -> dict[str, Any]:
         from services import sweeper
@@ -202,6 +241,34 @@ class RemoteBackend:
             if result["replayed"] + result["skipped"] + result["failed"] == 0 or result["remaining"] == 0:
                 break
         return {"matched": total, **totals}
+
+    def bulk_preview(self, action: str, flt: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/api/bulk/preview", json={"action": action, "filter": flt})
+
+    def bulk_run(
+        self, action: str, flt: dict[str, Any], updated_before: str, limit: int, progress: Progress
+    ) -> dict[str, Any]:
+        """One call per page, so each request stays short and the bar moves; a job acted on leaves
+        the filter, so the next call picks up where this one stopped."""
+        total = min(int(self.bulk_preview(action, flt)["matched"]), limit)
+        totals = {"acted": 0, "skipped": 0, "failed": 0, "remaining": 0}
+        progress(0, total)
+        while sum(totals[k] for k in ("acted", "skipped", "failed")) < limit:
+            done = sum(totals[k] for k in ("acted", "skipped", "failed"))
+            body = {
+                "action": action,
+                "filter": flt,
+                "updatedBefore": updated_before,
+                "limit": min(100, limit - done),
+            }
+            result = self._call("POST", "/api/bulk", json=body)
+            for key in ("acted", "skipped", "failed"):
+                totals[key] += int(result[key])
+            totals["remaining"] = int(result["remaining"])
+            progress(sum(totals[k] for k in ("acted", "skipped", "failed")), total)
+            if result["acted"] + result["skipped"] + result["failed"] == 0 or result["remaining"] == 0:
+                break
+        return {"action": action, "matched": total, **totals}
 
     def queues(self) -> dict[str, Any]:
         return self._call("GET", "/api/admin/queues")
@@ -377,20 +444,89 @@ def jobs_tail(ctx: click.Context, job_id: str, interval: float) -> None:
         time.sleep(interval)
 
 
+def _bulk_options(fn: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--status", default=None, help="One of the statuses the action applies to."),
+            click.option("--pipeline", default=None),
+            click.option("--account", "account_id", default=None),
+            click.option("--scenario", "scenario_id", default=None),
+            click.option("--user", "user_id", default=None),
+            click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True),
+            click.option("--yes", is_flag=True, help="Do not ask before acting."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _filters_given(options: dict[str, Any]) -> bool:
+    return any(v is not None for k, v in options.items() if k not in ("limit", "yes"))
+
+
+def _bulk(ctx: click.Context, action: str, options: dict[str, Any]) -> None:
+    """Preview, confirm, act with a progress bar. Safe to rerun and to run beside another run."""
+    names = {"account_id": "accountId", "scenario_id": "scenarioId", "user_id": "userId"}
+    flt = {names.get(k, k): v for k, v in options.items() if k not in ("limit", "yes") and v is not None}
+    backend = _backend(ctx)
+    preview = backend.bulk_preview(action, flt)
+    click.echo(f"{preview['matched']} job(s) match: {preview['byStatus']}", err=True)
+    if preview["matched"] == 0:
+        _emit(ctx, {"action": action, "matched": 0, "acted": 0, "skipped": 0, "failed": 0}, lambda r: None)
+        return
+    if not options["yes"] and not ctx.obj["json"]:
+        click.confirm(f"{action} {min(preview['matched'], options['limit'])} job(s)?", abort=True, err=True)
+    with click.progressbar(length=1, label=f"{action}ing", file=sys.stderr, show_pos=True) as bar:
+        done = {"n": 0}
+
+        def progress(processed: int, total: int) -> None:
+            bar.length = max(total, processed, 1)
+            bar.update(processed - done["n"])
+            done["n"] = processed
+
+        report = backend.bulk_run(action, flt, preview["asOf"], options["limit"], progress)
+    _emit(
+        ctx,
+        report,
+        lambda r: click.echo(
+            f"{action}: acted on {r['acted']}, skipped {r['skipped']} (moved or done by another run), "
+            f"failed {r['failed']}, remaining {r['remaining']}"
+        ),
+    )
+    if report["failed"]:
+        ctx.exit(1)
+
+
 @jobs.command("retry")
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@_bulk_options
 @click.pass_context
 @_handle_errors
-def jobs_retry(ctx: click.Context, job_id: str) -> None:
-    _emit(ctx, _backend(ctx).retry(job_id), _print_job)
+def jobs_retry(ctx: click.Context, job_id: str | None, **options: Any) -> None:
+    """Retry one job, or every failed or timed-out job matching the filters:
+
+    jobtrail jobs retry --status failed --pipeline video"""
+    if job_id and _filters_given(options):
+        raise click.UsageError("give a job id or filters, not both")
+    if job_id:
+        _emit(ctx, _backend(ctx).retry(job_id), _print_job)
+    else:
+        _bulk(ctx, "retry", options)
 
 
 @jobs.command("cancel")
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@_bulk_options
 @click.pass_context
 @_handle_errors
-def jobs_cancel(ctx: click.Context, job_id: str) -> None:
-    _emit(ctx, _backend(ctx).cancel(job_id), _print_job)
+def jobs_cancel(ctx: click.Context, job_id: str | None, **options: Any) -> None:
+    """Cancel one job, or every queued or running job matching the filters."""
+    if job_id and _filters_given(options):
+        raise click.UsageError("give a job id or filters, not both")
+    if job_id:
+        _emit(ctx, _backend(ctx).cancel(job_id), _print_job)
+    else:
+        _bulk(ctx, "cancel", options)
 
 
 @cli.group()

@@ -71,12 +71,12 @@ def retry_job(rt: Runtime, job_id: str, *, actor: str, reason: str = "retry") ->
     """Reopen a failed, timed-out or dead-lettered job as a new attempt and queue it again."""
     with audited(rt, actor=actor, action=f"job.{reason}", target=job_id, params={}) as outcome:
         job = rt.repo.retry(job_id, actor=actor)
-        _queue(rt, job, reason)
+        queue_reopened(rt, job, reason)
         outcome.append(f"attempt {job.attempt}")
         return job
 
 
-def _queue(rt: Runtime, job: Job, reason: str) -> None:
+def queue_reopened(rt: Runtime, job: Job, reason: str) -> None:
     """Publish a reopened job's message. If Pub/Sub refuses, the job stays reopened without one:
     the sweeper times it out at its stage's limit, and it can be retried again then."""
     try:
@@ -174,7 +174,7 @@ def _replay(rt: Runtime, job: Job, actor: str) -> Job:
     reopened = rt.repo.retry_unless_moved(
         job.job_id, actor=actor, expected_attempt=job.attempt, expected_error_code=DEAD_LETTERED
     )
-    _queue(rt, reopened, "replay")
+    queue_reopened(rt, reopened, "replay")
     return reopened
 
 

@@ -117,6 +117,11 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     ),
 }
 
+# Behind Identity-Aware Proxy (IAP_AUDIENCE given) someone must be an admin.
+IAP_ADMINS = Need(
+    "iap_admin_emails", "given", "Terraform variable iap.admin_emails (terraform/modules/stack console.tf)"
+)
+
 # What each chat channel the deployment names in ALERT_CHANNELS needs.
 CHANNEL_NEEDS: dict[str, tuple[Need, ...]] = {
     "telegram": (
@@ -181,6 +186,8 @@ def problems(settings: Settings, entry_point: str) -> list[str]:
     needs = list(NEEDS[entry_point])
     if entry_point == "alert_relay":
         needs += [need for channel in settings.alert_channels for need in CHANNEL_NEEDS[channel]]
+    if entry_point == "api" and settings.iap_audience:
+        needs.append(IAP_ADMINS)
     found = []
     for need in needs:
         problem = problem_of(settings, need)

@@ -108,6 +108,17 @@ class Settings(BaseSettings):
     api_key_hashes: dict[str, str] = Field(
         default_factory=dict, description="sha256 hex of an API key -> principal name (role admin)."
     )
+    # Identity-Aware Proxy in front of the API: the audience of its signed header
+    # (/projects/NUMBER/global/backendServices/ID, or /projects/NUMBER/locations/REGION/services/NAME
+    # for IAP on Cloud Run). Unset: the header is ignored and only bearer JWTs and API keys sign in.
+    iap_audience: str | None = None
+    iap_jwks_url: str = "https://www.gstatic.com/iap/verify/public_key-jwk"
+    # People IAP signs in who are admins here (case-insensitive); everyone else IAP admits is a user.
+    iap_admin_emails: list[str] = Field(default_factory=list)
+    # One-time login codes (the local stack's sign-in link): how long a code may wait to be used,
+    # and how long the session token it is traded for lasts.
+    login_code_seconds: float = Field(300.0, gt=0, le=3600)
+    login_session_seconds: int = Field(8 * 3600, ge=60, le=7 * 86400)
 
     # --- Telemetry ----------------------------------------------------------------------------
     trace_exporter: Literal["none", "console", "memory", "gcp"] = "none"
@@ -161,6 +172,19 @@ class Settings(BaseSettings):
     jobtrail_api_url: str | None = Field(None, description="A deployed API for the CLI to call.")
     jobtrail_token: SecretStr | None = Field(None, description="The CLI's bearer JWT for that API.")
     jobtrail_api_key: SecretStr | None = Field(None, description="Or the CLI's API key for it.")
+
+    # --- A job's log lines (GET /api/jobs/{jobId}/logs/stream, services/reads/job_logs.py) -------
+    # "files": the JSON log files of the local stack in job_log_dir; "cloud": Cloud Logging, by
+    # labels.jobId (the API's account needs roles/logging.viewer); "none": the page links out only.
+    job_log_source: Literal["none", "files", "cloud"] = "none"
+    job_log_dir: str | None = None
+    # How often a followed job's logs are read again. Cloud Logging's entries.list allows 60 reads
+    # a minute per project, so the cloud source polls slower (docs/decisions/0011).
+    job_log_poll_seconds: float = Field(0.5, gt=0)
+    cloud_log_poll_seconds: float = Field(5.0, ge=1)
+    # A job's log stream ends this long after the job finished and no line came.
+    job_log_linger_seconds: float = Field(5.0, ge=0)
+    job_log_max_streams: int = Field(20, ge=1)
 
     # --- Live stream (GET /api/stream, services/api/stream.py) ----------------------------------
     # Comments this often keep proxies and load balancers from closing an idle stream.

@@ -27,6 +27,11 @@ import requests
 from infra import emulators as emu
 from infra.bootstrap import bootstrap
 from infra.topology import RetryPolicy
+from services.auth.login_codes import issue_login_code
+from services.auth.principal import Role
+from services.clients import Clients
+from services.jobs.repository import JobRepository
+from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "jobtrail-local"
@@ -89,6 +94,9 @@ class LocalStack:
             "TRACE_EXPORTER": "none",
             "METRICS_EXPORTER": "prometheus",
             "PYTHONUNBUFFERED": "1",
+            # The job page's live log lines: the API reads the other processes' JSON logs here.
+            "JOB_LOG_SOURCE": "files",
+            "JOB_LOG_DIR": str(self.log_dir.resolve()),
             # functions-framework's thread count; each open dashboard stream holds one (api).
             "THREADS": "64",
             **(extra_env or {}),
@@ -160,6 +168,22 @@ class LocalStack:
                 with contextlib.suppress(requests.RequestException):
                     requests.post(self.url(name), json={}, timeout=30)
 
+    def login_link(self, subject: str, role: str = "admin") -> str:
+        """A one-click sign-in link for the dashboard: a one-time code that expires in minutes, in
+        the URL's fragment (browsers never send it to a server or a log). Never the token itself."""
+        settings = Settings(
+            google_cloud_project=PROJECT,
+            firestore_emulator_host=self.emulators["firestore"].host,
+            pubsub_emulator_host=self.emulators["pubsub"].host,
+            metrics_exporter="none",
+        )
+        clients = Clients(settings)
+        try:
+            code = issue_login_code(JobRepository(clients.firestore, settings), settings, subject, Role(role))
+        finally:
+            clients.close()
+        return f"{self.url('api')}/#login={code}"
+
     # ---- stop --------------------------------------------------------------------------------
     def restart(self, name: str) -> None:
         """Kill one entry point's process and start it again on the same port (a crash)."""
@@ -206,9 +230,9 @@ def main(duration: float | None, demo: bool, log_dir: Path) -> None:
         click.echo(f"webhook:     {stack.url('webhook_intake')}")
         click.echo(f"metrics:     {stack.url('pipeline_worker')}/metrics")
         click.echo(f"logs:        {log_dir}/")
+        click.echo(f"sign in:     {stack.login_link('demo-admin')}  (admin; one use, within minutes)")
         traffic = DemoTraffic(stack) if demo else None
         if traffic:
-            click.echo(f"admin token: {traffic.admin_token}")
             traffic.start()
         deadline = time.monotonic() + duration if duration else None
         try:

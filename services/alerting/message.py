@@ -18,8 +18,8 @@ from services.settings import Settings
 
 TELEGRAM_MAX_CHARS = 4096  # sendMessage rejects longer texts
 SUMMARY_MAX_CHARS = 1500
-# Paths of the API service (services/api) that show a job and the jobs of one traceId.
-JOB_PATH = "/api/jobs/{job_id}"
+# The job page (services/api/static/job.html) and the API listing of the jobs of one traceId.
+JOB_PATH = "/jobs/{job_id}"
 JOBS_BY_TRACE_PATH = "/api/jobs"
 _URL = re.compile(r"https?://[^\s<>()\[\]\"']+")
 # Resource labels worth showing: they say which queue or service the alert is about.

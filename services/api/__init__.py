@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def create_app(rt: Runtime | None = None, **kwargs: Any) -> flask.Flask:
-    # Imported here so that `services.api.queries` (used by the CLI and the control plane's
-    # callers) does not pull in every blueprint.
+    # Imported here so that importing a module of this package (services.api.indexes, run as a
+    # script) does not build every blueprint.
     from services.api.app import create_app as _create_app
 
     return _create_app(rt, **kwargs)

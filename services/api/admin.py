@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from services.api.routing import ApiBlueprint, Call
-from services.api.schemas import QueueChanged, QueueList, QueueView
-from services.control import list_queues, pause_queue, resume_queue, worker_queues
-from services.jobs.models import QueueState
+from services.control import pause_queue, resume_queue
+from services.reads.queues import queue_changed, queue_list
+from services.reads.views import QueueChanged, QueueList
 
 bp = ApiBlueprint("queues", __name__)
 
@@ -25,12 +25,7 @@ def queue_name_schema() -> dict[str, object]:
     errors=(401, 403),
 )
 def get_queues(call: Call) -> QueueList:
-    call.principal.require_admin("list queues")
-    return QueueList(queues=[QueueView.of(state, topic) for state, topic in list_queues(call.rt)])
-
-
-def _changed(call: Call, state: QueueState) -> QueueChanged:
-    return QueueChanged.model_validate(QueueView.of(state, worker_queues(call.rt)[state.name]).model_dump())
+    return queue_list(call.rt, call.principal)
 
 
 @bp.operation(
@@ -45,7 +40,7 @@ def pause(call: Call, name: str) -> QueueChanged:
     """The worker stops consuming (it nacks without work) and the subscription's push endpoint is
     detached, so Pub/Sub keeps the messages without counting deliveries toward dead-lettering."""
     call.principal.require_admin("pause queues")
-    return _changed(call, pause_queue(call.rt, name, actor=call.principal.actor))
+    return queue_changed(call.rt, pause_queue(call.rt, name, actor=call.principal.actor))
 
 
 @bp.operation(
@@ -58,4 +53,4 @@ def pause(call: Call, name: str) -> QueueChanged:
 )
 def resume(call: Call, name: str) -> QueueChanged:
     call.principal.require_admin("resume queues")
-    return _changed(call, resume_queue(call.rt, name, actor=call.principal.actor))
+    return queue_changed(call.rt, resume_queue(call.rt, name, actor=call.principal.actor))

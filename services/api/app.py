@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import flask
 from werkzeug.exceptions import HTTPException
 
-from services.api import admin, audit, dlq, jobs, logs, openapi, stream_tickets, summary
+from services.api import admin, audit, bulk, dlq, jobs, logs, openapi, session, stream_tickets, summary
 from services.api.dashboard import dashboard_blueprint
+from services.api.job_logs import job_logs_blueprint
 from services.api.routing import RUNTIME_EXTENSION
 from services.api.stream import stream_blueprint
 from services.auth import SETTINGS_EXTENSION, check_auth_settings
@@ -21,10 +22,22 @@ from services.runtime import Runtime, get_runtime
 
 log = logging.getLogger("jobtrail.api")
 
-CORE_BLUEPRINTS = (jobs.bp, logs.bp, summary.bp, admin.bp, dlq.bp, audit.bp, stream_tickets.bp, openapi.bp)
-# Blueprints that need the runtime in their options: Music Clips (seed 002's routes), the live
-# stream (/api/stream) and the dashboard page (/).
-RUNTIME_BLUEPRINTS = (music_clips_blueprint, stream_blueprint, dashboard_blueprint)
+CORE_BLUEPRINTS = (
+    bulk.bp,
+    jobs.bp,
+    logs.bp,
+    summary.bp,
+    admin.bp,
+    dlq.bp,
+    audit.bp,
+    stream_tickets.bp,
+    session.bp,
+    music_clips_blueprint,
+    openapi.bp,
+)
+# Blueprints that need the runtime in their options: the live stream (/api/stream), a job's live
+# log lines (/api/jobs/<jobId>/logs/stream) and the pages (/, /jobs/<jobId>).
+RUNTIME_BLUEPRINTS = (stream_blueprint, job_logs_blueprint, dashboard_blueprint)
 
 
 def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Blueprint] = ()) -> flask.Flask:
@@ -50,6 +63,14 @@ def create_app(rt: Runtime | None = None, *, extra_blueprints: Sequence[flask.Bl
     return app
 
 
+def http_error_response(exc: HTTPException) -> flask.Response:
+    """Werkzeug's own errors (no route, wrong method) as the JSON body every other error has."""
+    code = (exc.name or "error").upper().replace(" ", "_")
+    body = {"success": False, "ok": False, "error": code, "message": exc.description or exc.name}
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return json_response(body, exc.code or 500, headers)
+
+
 def _register_error_handlers(app: flask.Flask) -> None:
     @app.errorhandler(JobtrailError)
     def typed_error(exc: JobtrailError) -> flask.Response:
@@ -58,13 +79,7 @@ def _register_error_handlers(app: flask.Flask) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="jobtrail"'
         return response
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> flask.Response:
-        code = (exc.name or "error").upper().replace(" ", "_")
-        body = {"success": False, "ok": False, "error": code, "message": exc.description or exc.name}
-        status = exc.code or 500
-        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return json_response(body, status, headers)
+    app.register_error_handler(HTTPException, http_error_response)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> flask.Response:

@@ -27,6 +27,15 @@ def index() -> flask.Response:
     return response
 
 
+@dashboard_blueprint.get("/jobs/<job_id>")
+def job_page(job_id: str) -> flask.Response:
+    """One job's page; alerts link here. The page loads the job itself (a job the visitor may
+    not see reads as missing there), so this route hands out the same file for any id."""
+    response = dashboard_blueprint.send_static_file("job.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 @dashboard_blueprint.after_request
 def _page_headers(response: flask.Response) -> flask.Response:
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import re
 
-from services.api.jobs import load_job
-from services.api.queries import DeadLetterQuery, dead_letter_page_spec, encode_cursor
 from services.api.routing import ApiBlueprint, Call
 from services.api.schemas import (
-    DeadLetterPage,
-    JobView,
     ReplayBulk,
     ReplayExecution,
     ReplayFailure,
     ReplayRequest,
     ReplayResult,
 )
-from services.control import DeadLetterFilter, count_dead_letters, replay_dead_letters, replay_job
-from services.errors import Forbidden, NotFound
+from services.control import count_dead_letters, replay_dead_letters, replay_job
+from services.errors import NotFound
+from services.reads.dead_letters import dead_letters, own_dead_letter_filter
+from services.reads.jobs import visible_job
+from services.reads.queries import DeadLetterQuery
+from services.reads.views import DeadLetterPage
 
 bp = ApiBlueprint("dlq", __name__)
 
@@ -34,17 +34,7 @@ _EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
     errors=(400, 401, 403),
 )
 def list_dead_letters(call: Call, query: DeadLetterQuery) -> DeadLetterPage:
-    if not call.principal.is_admin:
-        if query.userId not in (None, call.principal.subject):
-            raise Forbidden("users list only their own jobs")
-        query = query.model_copy(update={"userId": call.principal.subject})
-    page = call.rt.repo.find_jobs(dead_letter_page_spec(query))
-    now = call.rt.repo.clock()
-    return DeadLetterPage(
-        total=count_dead_letters(call.rt, query.to_filter()),
-        jobs=[JobView.of(job, call.rt.settings, now) for job in page],
-        next_cursor=encode_cursor("dlq", [page[-1].job_id]) if len(page) == query.limit else None,
-    )
+    return dead_letters(call.rt, call.principal, query)
 
 
 @bp.operation(
@@ -84,7 +74,7 @@ def replay(call: Call, body: ReplayRequest) -> ReplayResult:
         job_id = _execution_job(call, execution_id)
     else:
         execution_id, job_id = None, request.job_id
-    load_job(call, job_id)
+    visible_job(call.rt, call.principal, job_id)
     job = replay_job(call.rt, job_id, actor=call.principal.actor, execution_id=execution_id)
     return ReplayResult(
         mode="single",
@@ -92,7 +82,7 @@ def replay(call: Call, body: ReplayRequest) -> ReplayResult:
         replayed=1,
         skipped=0,
         failed=0,
-        remaining=count_dead_letters(call.rt, _own_filter(call)),
+        remaining=count_dead_letters(call.rt, own_dead_letter_filter(call.principal)),
         pages=1,
         failures=[],
         job_id=job.job_id,
@@ -109,7 +99,3 @@ def _execution_job(call: Call, execution_id: str) -> str:
     if not call.principal.can_see(job):
         raise missing
     return job.job_id
-
-
-def _own_filter(call: Call) -> DeadLetterFilter:
-    return DeadLetterFilter(user_id=None if call.principal.is_admin else call.principal.subject)

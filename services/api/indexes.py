@@ -1,6 +1,6 @@
 """Which composite indexes the API's queries need, derived from the queries themselves.
 
-Each query shape (services/api/queries.py) is built as a real Firestore query and read back from
+Each query shape (services/reads/queries.py) is built as a real Firestore query and read back from
 its protobuf: equality filters, range filters, orders, aggregated fields. From that follows the
 index Firestore needs: equality fields (any order), then the sort fields with their directions,
 then an aggregated field. The emulator never enforces indexes, so this is how tests know.
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.api import queries
+from services import bulk
 from services.jobs.repository import JobRepository, QuerySpec
+from services.reads import queries
 from services.settings import Settings
 
 INDEXES_FILE = Path(__file__).resolve().parents[2] / "infra" / "firestore.indexes.json"
@@ -148,6 +149,8 @@ def api_needs(repo: JobRepository) -> list[IndexNeed]:
         add("audit", spec)
     for spec, is_aggregation in queries.dead_letter_shapes():
         add("jobs", spec, aggregation=is_aggregation)
+    for spec in bulk.count_shapes():
+        add("jobs", spec, aggregation=True)
     for collection, spec, aggregated in queries.summary_shapes():
         add(collection, spec, aggregated, aggregation=True)
     return needs

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from services.api.queries import ExecutionLogQuery, execution_cursor, execution_log_spec
 from services.api.routing import ApiBlueprint, Call
-from services.api.schemas import ExecutionLogPage, ExecutionView
+from services.reads.executions import execution_logs
+from services.reads.queries import ExecutionLogQuery
+from services.reads.views import ExecutionLogPage
 
 bp = ApiBlueprint("execution_logs", __name__)
 
@@ -20,9 +21,4 @@ bp = ApiBlueprint("execution_logs", __name__)
 def list_execution_logs(call: Call, query: ExecutionLogQuery) -> ExecutionLogPage:
     """Newest first. Fields as in the DLQ runbook (seed 004): status, retryable, queued_to_dlq,
     attempts, last_error, payload_snapshot, action_duration_ms."""
-    call.principal.require_admin("read execution logs")
-    page = call.rt.repo.find_executions(execution_log_spec(query))
-    return ExecutionLogPage(
-        items=[ExecutionView.of(e) for e in page],
-        next_cursor=execution_cursor(page[-1]) if len(page) == query.limit else None,
-    )
+    return execution_logs(call.rt, call.principal, query)

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the API, generated from the declared routes and their pydantic models.
 
-Served at GET /openapi.json. Routes registered by other blueprints (Music Clips) are not in it
-unless their module publishes its own operations (an ``ApiBlueprint``).
+Served at GET /openapi.json. Every ``ApiBlueprint`` route is in it (Music Clips' included); the
+live stream and the page are served by blueprints of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ bp = ApiBlueprint("openapi", __name__)
 ERROR_DESCRIPTIONS = {
     400: "Invalid input (INVALID_INPUT)",
     401: "No or bad credentials (UNAUTHORIZED)",
+    402: "Not enough credits on the outside service's account (SUNO_NO_CREDITS)",
     403: "Not allowed for this principal (FORBIDDEN)",
     404: "Not found, or not yours (JOB_NOT_FOUND, NOT_FOUND, QUEUE_NOT_FOUND)",
     409: "The job's state does not allow it (ILLEGAL_TRANSITION, TRANSITION_CONFLICT, NOT_DEAD_LETTERED)",
@@ -40,6 +41,12 @@ SECURITY_SCHEMES = {
         "in": "header",
         "name": "X-API-Key",
         "description": "machine principals (admins); keys are configured as sha256 hashes",
+    },
+    "token": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "Suno's callback token, in the callback URL jobtrail gave Suno",
     },
 }
 
@@ -78,7 +85,7 @@ def build_spec(ops: list[Operation]) -> dict[str, Any]:
             item["description"] = op.description
         if op.body is not None:
             item["requestBody"] = {
-                "required": True,
+                "required": op.body_required,
                 "content": {"application/json": {"schema": ref(op.body, "validation")}},
             }
         for status, model in op.responses.items():
@@ -91,10 +98,7 @@ def build_spec(ops: list[Operation]) -> dict[str, Any]:
                 "description": ERROR_DESCRIPTIONS[status],
                 "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
             }
-        if op.authenticated:
-            item["security"] = [{"bearerAuth": []}, {"apiKey": []}]
-        else:
-            item["security"] = []
+        item["security"] = [{scheme: []} for scheme in op.security_schemes]
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
         "openapi": "3.1.0",
@@ -114,7 +118,7 @@ def _error_statuses(op: Operation) -> list[int]:
         statuses.add(400)
     if op.body is not None:
         statuses.add(413)
-    if op.authenticated:
+    if op.security_schemes:
         statuses.add(401)
     return sorted(statuses)
 

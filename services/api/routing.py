@@ -1,7 +1,8 @@
 """Declared routes: each one registers a Flask view and describes itself for the OpenAPI document.
 
 A handler gets a ``Call`` (runtime, principal) and the parsed query and body models, and returns
-a response model (or ``(model, status)``); typed errors raised below it become their JSON body.
+a response model (or ``(model, status)``, or a finished Response from a handler that also serves
+a functions entry point); typed errors raised below it become their JSON body.
 Because the same declaration drives routing, parsing and the spec, the spec cannot miss a route.
 """
 
@@ -50,6 +51,16 @@ class Operation:
     authenticated: bool = True
     path_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+    body_required: bool = True
+    # OpenAPI security schemes; by default the API's credentials when authenticated, else none.
+    # A route with credentials of its own (Suno's callback token) names its scheme here.
+    security: tuple[str, ...] | None = None
+
+    @property
+    def security_schemes(self) -> tuple[str, ...]:
+        if self.security is not None:
+            return self.security
+        return ("bearerAuth", "apiKey") if self.authenticated else ()
 
     @property
     def path(self) -> str:
@@ -83,6 +94,8 @@ class ApiBlueprint(flask.Blueprint):
         errors: tuple[int, ...] = (),
         authenticated: bool = True,
         path_schemas: dict[str, dict[str, Any]] | None = None,
+        body_required: bool = True,
+        security: tuple[str, ...] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             op = Operation(
@@ -98,6 +111,8 @@ class ApiBlueprint(flask.Blueprint):
                 authenticated=authenticated,
                 path_schemas=path_schemas or {},
                 description=(handler.__doc__ or "").strip(),
+                body_required=body_required,
+                security=security,
             )
             self.operations.append(op)
 
@@ -124,14 +139,26 @@ def _dispatch(op: Operation, handler: Handler, path_params: dict[str, Any]) -> f
     else:
         kwargs["call"] = None
     if op.query is not None:
-        from services.api.queries import parse_query
-
-        kwargs["query"] = parse_query(op.query, flask.request.args)
+        kwargs["query"] = _parse_query(op.query, flask.request.args)
     if op.body is not None:
-        kwargs["body"] = _parse_body(op.body, read_body(flask.request, MAX_BODY_BYTES))
+        raw = read_body(flask.request, MAX_BODY_BYTES)
+        kwargs["body"] = op.body() if not op.body_required and not raw.strip() else _parse_body(op.body, raw)
     result = handler(**kwargs)
+    if isinstance(result, flask.Response):  # a handler shared with a functions entry point
+        return result
     model, status = result if isinstance(result, tuple) else (result, next(iter(op.responses)))
     return json_response(model.model_dump(mode="json", by_alias=True), status)
+
+
+def _parse_query(model: type[BaseModel], args: Any) -> BaseModel:
+    """Query-string parameters (first value of each) -> ``model``; 400 on a bad value."""
+    try:
+        return model.model_validate({key: args.get(key) for key in args})
+    except ValidationError as exc:
+        raise InvalidInput(
+            "query parameters do not match the expected shape",
+            problems=exc.errors(include_url=False, include_context=False, include_input=False),
+        ) from exc
 
 
 def _parse_body(model: type[BaseModel], raw: bytes) -> BaseModel:

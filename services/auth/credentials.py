@@ -1,4 +1,5 @@
-"""Credentials -> Principal: Bearer JWTs for people, X-API-Key for machines.
+"""Credentials -> Principal: Bearer JWTs for people, X-API-Key for machines, and Identity-Aware
+Proxy's signed header for people IAP signed in (services/auth/iap.py, when configured).
 
 - JWT: HS256 signed with ``settings.jwt_secret``, or RS256/ES256 signed by a key from the JWKS at
   ``settings.jwks_url`` (PyJWKClient, keys cached per instance). Claims: ``sub`` (required),
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +23,8 @@ from typing import Any
 import jwt
 from werkzeug.datastructures import Headers
 
+from services.auth.iap import IAP_HEADER, verify_iap_assertion
+from services.auth.keys import jwks_client
 from services.auth.principal import Principal, PrincipalKind, Role
 from services.errors import Unauthorized
 from services.settings import Settings
@@ -45,22 +47,18 @@ def check_auth_settings(settings: Settings) -> None:
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
     if settings.jwt_secret is not None and len(secret.encode()) < MIN_HMAC_KEY_BYTES:
         raise ValueError(f"JWT_SECRET must be at least {MIN_HMAC_KEY_BYTES} bytes (RFC 7518 §3.2)")
-    if settings.jwt_secret is None and not settings.jwks_url and not settings.api_key_hashes:
-        raise ValueError("no credentials can be verified: set JWT_SECRET, JWKS_URL or API_KEY_HASHES")
+    if (
+        settings.jwt_secret is None
+        and not settings.jwks_url
+        and not settings.api_key_hashes
+        and not settings.iap_audience
+    ):
+        raise ValueError(
+            "no credentials can be verified: set JWT_SECRET, JWKS_URL, API_KEY_HASHES or IAP_AUDIENCE"
+        )
     for digest in settings.api_key_hashes:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError("API_KEY_HASHES keys must be lower-case sha256 hex digests of the keys")
-
-
-_jwks_clients: dict[str, jwt.PyJWKClient] = {}
-_jwks_lock = threading.Lock()
-
-
-def _jwks_client(url: str) -> jwt.PyJWKClient:
-    with _jwks_lock:
-        if url not in _jwks_clients:
-            _jwks_clients[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
-        return _jwks_clients[url]
 
 
 def mint_token(
@@ -95,7 +93,7 @@ def verify_jwt(settings: Settings, token: str) -> Principal:
         key, algorithms = settings.jwt_secret.get_secret_value(), HMAC_ALGORITHMS
     elif algorithm in JWKS_ALGORITHMS and settings.jwks_url:
         try:
-            key = _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token)
+            key = jwks_client(settings.jwks_url).get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError:
             raise Unauthorized("the identity provider's keys cannot be fetched right now") from None
         except jwt.PyJWTError:
@@ -132,7 +130,9 @@ def verify_api_key(settings: Settings, key: str) -> Principal:
 
 
 def authenticate(settings: Settings, headers: Mapping[str, str] | Headers) -> Principal:
-    """The principal behind a request's headers; ``Unauthorized`` without valid credentials."""
+    """The principal behind a request's headers; ``Unauthorized`` without valid credentials.
+    Machines and the CLI keep their API keys and bearer tokens behind IAP; a request that brings
+    none of them is judged by its IAP assertion, which must then be valid."""
     api_key = headers.get(API_KEY_HEADER)
     if api_key:
         return verify_api_key(settings, api_key)
@@ -140,4 +140,6 @@ def authenticate(settings: Settings, headers: Mapping[str, str] | Headers) -> Pr
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return verify_jwt(settings, token.strip())
+    if settings.iap_audience is not None:
+        return verify_iap_assertion(settings, headers.get(IAP_HEADER, ""))
     raise Unauthorized(f"send Authorization: Bearer <JWT> or {API_KEY_HEADER}")

@@ -99,7 +99,7 @@ class TransitionResult:
 
 @dataclass(frozen=True)
 class QuerySpec:
-    """One filtered, ordered page of a collection, as the API builds it (services/api/queries.py).
+    """One filtered, ordered page of a collection, as the read layer builds it (services/reads/queries.py).
 
     Every shape the API can build has a composite index in infra/firestore.indexes.json; a unit
     test builds each one and checks, since the emulator does not enforce indexes.
@@ -155,6 +155,10 @@ class JobRepository:
     def stream_ticket_ref(self, ticket: str) -> firestore.DocumentReference:
         # Only the ticket's hash is stored: the collection itself holds nothing that opens a stream.
         return self.collection("streamTickets").document(hashlib.sha256(ticket.encode()).hexdigest())
+
+    def login_code_ref(self, code: str) -> firestore.DocumentReference:
+        # As tickets: only the hash, so the collection holds nothing that signs anyone in.
+        return self.collection("loginCodes").document(hashlib.sha256(code.encode()).hexdigest())
 
     # ---- jobs -------------------------------------------------------------------------------
     def create_job(
@@ -393,6 +397,22 @@ class JobRepository:
     def request_cancel(self, job_id: str) -> None:
         self.job_ref(job_id).update({"cancelRequested": True, "updatedAt": self.clock()})
 
+    def request_cancel_once(self, job_id: str) -> bool:
+        """Ask a running job to stop, unless it already finished or was asked: True for the one
+        caller (of any number at once) that asked."""
+        ref = self.job_ref(job_id)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            job = self.get_job(job_id, transaction)
+            if job.cancel_requested or job.status.is_terminal:
+                return False
+            transaction.update(ref, {"cancelRequested": True, "updatedAt": self.clock()})
+            return True
+
+        result: bool = run(self.db.transaction())
+        return result
+
     def list_events(self, job_id: str) -> list[JobEvent]:
         docs = self.events_ref(job_id).order_by("seq").get()
         return [JobEvent.model_validate(d.to_dict()) for d in docs]
@@ -574,16 +594,31 @@ class JobRepository:
     # ---- stream tickets (services/api/stream_tickets.py) ---------------------------------------
     def create_stream_ticket(self, ticket: str, holder: dict[str, str], ttl: timedelta) -> datetime:
         """Store a ticket for ``holder`` (who it opens a stream for); returns when it expires."""
-        now = self.clock()
-        expires = now + ttl
-        self.stream_ticket_ref(ticket).create({**holder, "createdAt": now, "expireAt": expires})
-        return expires
+        return self._create_once(self.stream_ticket_ref(ticket), holder, ttl)
 
     def redeem_stream_ticket(self, ticket: str) -> dict[str, Any] | None:
         """The ticket's holder, once: reading deletes it in the same transaction, so a second
         redemption (a copy of the URL from a log) finds nothing. None if unknown or expired
         (Firestore's TTL deletes expired tickets only eventually)."""
-        ref = self.stream_ticket_ref(ticket)
+        return self._redeem_once(self.stream_ticket_ref(ticket))
+
+    # ---- login codes (services/auth/login_codes.py) ------------------------------------------
+    def create_login_code(self, code: str, holder: dict[str, str], ttl: timedelta) -> datetime:
+        return self._create_once(self.login_code_ref(code), holder, ttl)
+
+    def redeem_login_code(self, code: str) -> dict[str, Any] | None:
+        """The code's holder, once (as ``redeem_stream_ticket``)."""
+        return self._redeem_once(self.login_code_ref(code))
+
+    def _create_once(
+        self, ref: firestore.DocumentReference, holder: dict[str, str], ttl: timedelta
+    ) -> datetime:
+        now = self.clock()
+        expires = now + ttl
+        ref.create({**holder, "createdAt": now, "expireAt": expires})
+        return expires
+
+    def _redeem_once(self, ref: firestore.DocumentReference) -> dict[str, Any] | None:
 
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> dict[str, Any] | None:

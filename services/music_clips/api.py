@@ -1,37 +1,32 @@
-"""Music Clips' HTTP routes, as a blueprint the API service registers with one line:
+"""Music Clips' HTTP routes (seed 002), declared like every other API route, so they are in
+/openapi.json:
 
-    app.register_blueprint(music_clips_blueprint, runtime=rt)
-
-    POST /api/music-clips/channels/<channelId>/runOnce   202 {jobId, channelId, stage, createdAt, message}
-    GET  /api/music-clips/jobs/<jobId>                    200 the job view (seed 002); 404 JOB_NOT_FOUND
+    POST /api/music-clips/channels/{channelId}/runOnce   202 {jobId, channelId, stage, createdAt, message}
+    GET  /api/music-clips/jobs/{jobId}                    200 the job view (seed 002); 404 JOB_NOT_FOUND
     POST /api/webhooks/suno/music                         Suno's callback (see callback.py)
 
-The first two need the API's credentials (services/auth: Bearer JWT or X-API-Key), so the blueprint
-serves only inside the app services/api ``create_app`` builds. A run is the caller's; a body
-``userId`` naming someone else is refused (403) unless the caller is an admin. A job is shown to
-its owner and to admins; to anyone else it is missing (404), so no answer tells that it exists.
-Suno's callback carries its own token in the URL instead.
+The first two need the API's credentials (services/auth). A run is the caller's; a body ``userId``
+naming someone else is refused (403) unless the caller is an admin. A job is shown to its owner
+and to admins; to anyone else it is missing (404), so no answer tells that it exists. Suno's
+callback carries its own token in the URL instead.
 
 Every answer carries a requestId (body and X-Request-Id header), errors included.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from datetime import datetime
 
 import flask
-from flask import Blueprint, current_app
-from flask.blueprints import BlueprintSetupState
 
-from services.auth import request_principal, visible
+from services.api.routing import ApiBlueprint, Call, current_runtime
+from services.auth import visible
 from services.errors import Forbidden, JobNotFound, JobtrailError, Unauthorized
-from services.http import json_response, parse_model, read_body
+from services.http import json_response
+from services.jobs.models import JOB_ID_PATTERN, CamelModel, Heartbeat, is_job_id
 from services.jobs.repository import new_request_id, utcnow
 from services.music_clips.callback import handle_suno_callback
-from services.music_clips.config import CALLBACK_PATH
+from services.music_clips.config import CALLBACK_AUTH_PARAM, CALLBACK_PATH
 from services.music_clips.service import (
     Accepted,
     RunOnceRequest,
@@ -39,77 +34,131 @@ from services.music_clips.service import (
     job_view,
     run_once,
 )
-from services.runtime import Runtime, get_runtime
 
-RUNTIME_EXTENSION = "jobtrail.runtime"
 REQUEST_ID_HEADER = "X-Request-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 WWW_AUTHENTICATE = 'Bearer realm="jobtrail"'
-_JOB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$")
+CHANNEL_ID_SCHEMA = {"type": "string", "pattern": JOB_ID_PATTERN}
+_REQUEST_ID_KEY = "music_clips_request_id"
 
-music_clips_blueprint = Blueprint("music_clips", __name__)
-
-
-@music_clips_blueprint.record_once
-def _remember_runtime(state: BlueprintSetupState) -> None:
-    runtime = state.options.get("runtime")
-    if runtime is not None:
-        state.app.extensions.setdefault(RUNTIME_EXTENSION, runtime)
+music_clips_blueprint = ApiBlueprint("music_clips", __name__)
 
 
-def _runtime() -> Runtime:
-    runtime = current_app.extensions.get(RUNTIME_EXTENSION)
-    return runtime if isinstance(runtime, Runtime) else get_runtime()
+class RunAccepted(CamelModel):
+    """Accepted: the job runs on; poll GET /api/music-clips/jobs/{jobId}."""
+
+    success: bool = True
+    ok: bool = True
+    job_id: str
+    channel_id: str
+    stage: str
+    created_at: datetime
+    message: str
+    duplicate: bool = False
+    request_id: str
 
 
-def _with_request_id(view: Callable[..., flask.Response]) -> Callable[..., flask.Response]:
-    @wraps(view)
-    def wrapped(**kwargs: Any) -> flask.Response:
-        rt = _runtime()
-        request_id = new_request_id(utcnow())
-        try:
-            response = view(rt, request_id, **kwargs)
-        except JobtrailError as exc:
-            response = json_response({**exc.to_body(), "requestId": request_id}, exc.http_status)
-            if isinstance(exc, Unauthorized):
-                response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
+class MusicJob(CamelModel):
+    """The job as seed 002's front end shows it."""
 
-    return wrapped
+    success: bool = True
+    ok: bool = True
+    job_id: str
+    channel_id: str
+    stage: str
+    progress_text: str
+    suno_task_id: str | None
+    audio_url: str | None
+    error: str | None
+    error_code: str | None
+    created_at: datetime
+    updated_at: datetime
+    heartbeat: Heartbeat
+    trace_id: str
+    request_id: str
 
 
-@music_clips_blueprint.post("/api/music-clips/channels/<channel_id>/runOnce")
-@_with_request_id
-def run_once_route(rt: Runtime, request_id: str, channel_id: str) -> flask.Response:
-    principal = request_principal(flask.request)
-    raw = read_body(flask.request, rt.settings.max_body_bytes)
-    body = parse_model(RunOnceRequest, raw) if raw.strip() else RunOnceRequest()
+class CallbackApplied(CamelModel):
+    """The callback's outcome for its job."""
+
+    success: bool = True
+    ok: bool = True
+    job_id: str
+    outcome: str
+
+
+def _request_id() -> str:
+    request_id: str = flask.g.get(_REQUEST_ID_KEY) or new_request_id(utcnow())
+    setattr(flask.g, _REQUEST_ID_KEY, request_id)
+    return request_id
+
+
+@music_clips_blueprint.after_request
+def _stamp_request_id(response: flask.Response) -> flask.Response:
+    response.headers[REQUEST_ID_HEADER] = _request_id()
+    return response
+
+
+@music_clips_blueprint.errorhandler(JobtrailError)
+def _error_with_request_id(exc: JobtrailError) -> flask.Response:
+    response = json_response({**exc.to_body(), "requestId": _request_id()}, exc.http_status)
+    if isinstance(exc, Unauthorized) and flask.request.path != CALLBACK_PATH:
+        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
+
+
+@music_clips_blueprint.operation(
+    "POST",
+    "/api/music-clips/channels/<channelId>/runOnce",
+    summary="Start one Music Clips generation for a channel (202 at once, with the jobId)",
+    body=RunOnceRequest,
+    body_required=False,
+    responses={202: RunAccepted},
+    errors=(401, 402, 403, 503),
+    path_schemas={"channelId": CHANNEL_ID_SCHEMA},
+)
+def run_once_route(call: Call, channel_id: str, body: RunOnceRequest) -> tuple[RunAccepted, int]:
+    """The body is optional. An Idempotency-Key header makes a repeated request answer the first
+    run's job (duplicate: true) instead of starting another."""
     # Seed 002's front end also names the user in the body; it may only name the caller.
-    user_id = body.user_id or principal.subject
-    if user_id != principal.subject and not principal.is_admin:
+    user_id = body.user_id or call.principal.subject
+    if user_id != call.principal.subject and not call.principal.is_admin:
         raise Forbidden("userId must be your own: only admins start runs for other users")
     job, created = run_once(
-        rt,
+        call.rt,
         channel_id,
         user_id,
         body,
         flask.request.headers.get(IDEMPOTENCY_HEADER),
-        actor=principal.actor,
+        actor=call.principal.actor,
     )
-    return json_response({**Accepted(job, created).body(), "requestId": request_id}, 202)
+    accepted = RunAccepted.model_validate({**Accepted(job, created).body(), "requestId": _request_id()})
+    return accepted, 202
 
 
-@music_clips_blueprint.get("/api/music-clips/jobs/<job_id>")
-@_with_request_id
-def job_route(rt: Runtime, request_id: str, job_id: str) -> flask.Response:
-    principal = request_principal(flask.request)
-    if not _JOB_ID.match(job_id):
+@music_clips_blueprint.operation(
+    "GET",
+    "/api/music-clips/jobs/<jobId>",
+    summary="A Music Clips job's stage, progress, Suno task, audio and heartbeat (seed 002)",
+    responses={200: MusicJob},
+    errors=(401, 404),
+    path_schemas={"jobId": {"type": "string", "pattern": JOB_ID_PATTERN}},
+)
+def job_route(call: Call, job_id: str) -> MusicJob:
+    if not is_job_id(job_id):
         raise JobNotFound(f"Job {job_id[:128]} not found")
-    job = visible(principal, get_music_job(rt, job_id))
-    return json_response(job_view(rt, job, request_id=request_id, now=rt.repo.clock()))
+    job = visible(call.principal, get_music_job(call.rt, job_id))
+    return MusicJob.model_validate(job_view(call.rt, job, request_id=_request_id(), now=call.rt.repo.clock()))
 
 
-@music_clips_blueprint.post(CALLBACK_PATH)
-def suno_callback_route() -> flask.Response:
-    return handle_suno_callback(_runtime(), flask.request)
+@music_clips_blueprint.operation(
+    "POST",
+    CALLBACK_PATH,
+    summary="Suno's generation callback (its own token in the URL, not the API's credentials)",
+    responses={200: CallbackApplied},
+    errors=(400, 401, 404, 409, 413),
+    authenticated=False,
+    security=(CALLBACK_AUTH_PARAM,),
+)
+def suno_callback_route(call: None) -> flask.Response:
+    return handle_suno_callback(current_runtime(), flask.request)

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from services.errors import JobNotFound, JobtrailError, TransitionConflict
 from services.external.suno import SunoCallback, SunoRecord
-from services.jobs.models import Job, JobError, build_job, heartbeat_of
+from services.jobs.models import JOB_ID_PATTERN, Job, JobError, build_job, heartbeat_of
 from services.jobs.state_machine import Transition
 from services.music_clips.config import suno_callback_url
 from services.pipelines.music_clips import CALLBACK_URL_MESSAGE, CALLBACK_URL_NOT_CONFIGURED, MUSIC_CLIPS
@@ -54,11 +54,11 @@ class RunOnceRequest(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     v: int = Field(1, ge=1, le=1)
-    user_id: str | None = Field(None, max_length=128)
+    user_id: str | None = Field(None, pattern=JOB_ID_PATTERN, max_length=128)
     prompt: str = Field("", max_length=3000)
     style: str = Field("", max_length=200)
     title: str = Field("", max_length=80)
-    instrumental: bool = False
+    instrumental: StrictBool = Field(False, description="true or false (0 and 1 are not booleans)")
 
 
 def _fail_at_intake(rt: Runtime, job: Job, code: str, message: str, *, retryable: bool) -> Job:

@@ -260,3 +260,107 @@ def api_timeline(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
     )
     response.raise_for_status()
     return list(response.json()["stages"])
+
+
+def test_the_sign_in_link_signs_in_once_and_leaves_no_code_in_the_url(stack, browser):
+    link = stack.login_link("linda", "admin")
+    assert "#login=" in link and "eyJ" not in link  # a code, not a JWT
+    first = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    first.goto(link)
+    expect(first.locator("#live")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+    expect(first.locator("#who-name")).to_have_text("linda")
+    assert "login=" not in first.url
+    first.screenshot(path=ARTIFACTS / "signed-in-by-link.png")
+
+    second = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    second.goto(link)
+    expect(second.locator("#login")).to_be_visible()
+    expect(second.locator("#login-error")).to_contain_text("already used or has expired")
+    expect(second.locator("#app")).to_be_hidden()
+    first.context.close()
+    second.context.close()
+
+
+# ---- the job page -------------------------------------------------------------------------------
+PHONE = {"width": 390, "height": 844}
+NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def test_a_job_page_opened_by_its_url_shows_log_lines_while_the_job_runs(stack, open_page):
+    page = open_page("ops", "admin")
+    job_id = post_video(stack, "alice")
+    page.goto(f"{stack.url('api')}/jobs/{job_id}")
+
+    expect(page.locator("#j-id")).to_have_text(job_id)
+    expect(page.locator("#logs-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+    expect(page.locator("#logs li").first).to_be_visible(timeout=WAIT_MS)
+    # The first lines are on screen before the job is done: they came live, not after the fact.
+    assert api_job(stack, job_id)["status"] in ("queued", "running")
+    page.screenshot(path=ARTIFACTS / "job-page-running.png", full_page=True)
+    seen_while_running = page.locator("#logs li").count()
+
+    expect(page.locator("#j-badge")).to_have_text("succeeded", timeout=WAIT_MS)
+    expect(page.locator("#logs-state")).to_have_attribute("data-state", "ended", timeout=WAIT_MS)
+    assert page.locator("#logs li").count() > seen_while_running
+    expect(page.locator("#j-situation")).to_have_attribute("data-kind", "finished")
+    expect(page.locator("#attempts tbody tr")).to_have_count(1)
+    expect(page.locator("#attempts tbody tr td").nth(1)).to_have_text("success")
+    expect(page.locator("#timeline .stage-row")).to_have_count(len(api_timeline(stack, job_id)))
+    expect(page.locator("#link-logs")).to_have_attribute("href", api_job(stack, job_id)["links"]["logs"])
+    expect(page.locator("#cost tr.total")).to_be_visible()
+    assert "videoUrl" in page.locator("#j-input").text_content()
+    page.screenshot(path=ARTIFACTS / "job-page-desktop.png", full_page=True)
+
+    page.set_viewport_size(PHONE)
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), "the job page scrolls sideways at phone width"
+    # Every value on screen, none clipped by a table that scrolls sideways.
+    for selector in (
+        "#card-attempts",
+        "#card-logs",
+        "#card-timeline",
+        "#attempts td",
+        "#timeline td",
+        "#logs li",
+    ):
+        for box in (item.bounding_box() for item in page.locator(selector).all()):
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], selector
+    page.screenshot(path=ARTIFACTS / "job-page-phone.png", full_page=True)
+
+
+def test_the_table_links_each_job_to_its_page(stack, open_page):
+    page = open_page("ops", "admin")
+    job_id = post_video(stack, "alice")
+    expect(row(page, job_id)).to_be_visible(timeout=WAIT_MS)
+    row(page, job_id).click()
+    page.click("#link-job-page")
+    expect(page).to_have_url(f"{stack.url('api')}/jobs/{job_id}")
+    expect(page.locator("#j-id")).to_have_text(job_id)
+
+
+def test_a_user_opening_another_users_job_page_finds_nothing(stack, open_page):
+    theirs = post_video(stack, "bob")
+    page = open_page("carol")
+    page.goto(f"{stack.url('api')}/jobs/{theirs}")
+    expect(page.locator("#j-message")).to_have_text(f"No job {theirs}.")
+    expect(page.locator("#card-logs")).to_be_hidden()
+    expect(page.locator("#logs li")).to_have_count(0)
+    page.screenshot(path=ARTIFACTS / "job-page-not-yours.png")
+
+
+def test_the_dashboard_at_phone_width_cuts_nothing_off_and_covers_nothing(stack, open_page):
+    page = open_page("ops", "admin")
+    job_id = post_video(stack, "alice")
+    expect(row(page, job_id)).to_be_visible(timeout=WAIT_MS)
+    page.screenshot(path=ARTIFACTS / "dashboard-desktop.png")
+    page.set_viewport_size(PHONE)
+    row(page, job_id).click()
+    expect(page.locator("#detail")).to_be_visible()
+    expect(cell(page, job_id, "status")).to_have_text("succeeded", timeout=WAIT_MS)
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), "the dashboard scrolls sideways at phone width"
+    # The panel is below the table, not over it, and every value and button in it is on screen.
+    table, detail = page.locator("#jobs").bounding_box(), page.locator("#detail").bounding_box()
+    assert table and detail and detail["y"] >= table["y"] + table["height"] - 1
+    for selector in ("#jobs td", "#d-ids dd", "#d-ids button", "#d-links a", "#logout"):
+        for box in (item.bounding_box() for item in page.locator(selector).all()):
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], selector
+    page.screenshot(path=ARTIFACTS / "dashboard-phone.png", full_page=True)

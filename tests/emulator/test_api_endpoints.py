@@ -6,6 +6,7 @@ the repository, as the pipelines make them.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,6 @@ from pydantic import SecretStr
 
 from infra.bootstrap import bootstrap
 from services.api import create_app
-from services.api.queries import SummaryQuery, summary_specs
 from services.auth import hash_api_key, mint_token
 from services.jobs.models import (
     Execution,
@@ -26,6 +26,7 @@ from services.jobs.models import (
     liveness_of,
 )
 from services.jobs.state_machine import Transition
+from services.reads.queries import SummaryQuery, summary_specs
 from services.runtime import Runtime
 from services.settings import Settings
 
@@ -293,12 +294,18 @@ def test_cursor_pagination_visits_every_job_once(rt, client):
     assert sorted(seen) == sorted(made) and len(seen) == len(made) and pages == 3
 
 
-def test_a_cursor_from_another_sort_is_refused(rt, client):
-    for i in range(2):
-        make_job(rt, source=f"c{i}")
+def test_a_cursor_is_a_position_any_listing_accepts_and_anything_else_is_refused(rt, client):
+    first, second = (make_job(rt, source=f"c{i}") for i in range(2))
+    assert second.created_at >= first.created_at
     cursor = client.get("/api/jobs?limit=1", headers=auth(rt, "alice")).get_json()["nextCursor"]
-    response = client.get(f"/api/jobs?limit=1&sort=createdAt&cursor={cursor}", headers=auth(rt, "alice"))
-    assert response.status_code == 400 and "cursor" in response.get_json()["message"]
+    # Newest first, the position is the second job's; oldest first, what lies after it is nothing.
+    newest_first = client.get(f"/api/jobs?limit=5&cursor={cursor}", headers=auth(rt, "alice")).get_json()
+    assert [j["jobId"] for j in newest_first["jobs"]] == [first.job_id]
+    oldest_first = client.get(f"/api/jobs?sort=createdAt&cursor={cursor}", headers=auth(rt, "alice"))
+    assert oldest_first.status_code == 200 and oldest_first.get_json()["jobs"] == []
+    for bad in ("0", "abc", "1~"):
+        response = client.get(f"/api/jobs?cursor={bad}", headers=auth(rt, "alice"))
+        assert response.status_code == 400 and "cursor" in json.dumps(response.get_json())
 
 
 # ---- execution logs -------------------------------------------------------------------------------

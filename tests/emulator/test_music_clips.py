@@ -20,7 +20,6 @@ from devtools.fakes.world import FakeWorld
 from devtools.local.serve import BackgroundServer, function_app
 from infra.bootstrap import bootstrap
 from services.api import create_app
-from services.api.queries import SummaryQuery, summary_specs
 from services.auth import mint_token
 from services.control import retry_job
 from services.jobs.models import Job, Liveness, heartbeat_of, liveness_of
@@ -28,6 +27,7 @@ from services.music_clips.config import callback_token, suno_callback_url
 from services.music_clips.poller import poll_music_jobs
 from services.pipelines.music_clips import MUSIC_CLIPS
 from services.pipelines.spec import JobStatus
+from services.reads.queries import SummaryQuery, summary_specs
 from services.runtime import Runtime
 from services.settings import Settings
 from services.sweeper import sweep_stale_jobs

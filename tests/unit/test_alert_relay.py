@@ -161,7 +161,7 @@ def test_an_open_incident_reaches_both_chats_with_value_and_links(client, chat: 
     assert "<b>Metric:</b> jt-prod-error-logs" in text
     assert "service_name=jt-prod-pipeline-worker" in text
     assert "<b>Trace id:</b> acc1-scn2-src3" in text
-    assert f'<a href="{API}/api/jobs/job_1767225600000_ab12cd34">Job</a>' in text
+    assert f'<a href="{API}/jobs/job_1767225600000_ab12cd34">Job</a>' in text
     assert f'<a href="{API}/api/jobs?traceId=acc1-scn2-src3">Jobs of trace</a>' in text
     # Logs Explorer filtered by the trace label the JSON logger writes.
     assert (
@@ -173,7 +173,7 @@ def test_an_open_incident_reaches_both_chats_with_value_and_links(client, chat: 
 
     [slack] = chat.slack_messages
     assert "*jobtrail (prod): error-severity logs*" in slack["text"]
-    assert f"<{API}/api/jobs/job_1767225600000_ab12cd34|Job>" in slack["text"]
+    assert f"<{API}/jobs/job_1767225600000_ab12cd34|Job>" in slack["text"]
     assert "<https://github.com/acme/jobtrail/blob/main/runbooks/error-logs.md|Runbook>" in slack["text"]
 
 

@@ -62,7 +62,7 @@ def test_a_job_label_alone_links_the_job_and_its_logs_by_job_id() -> None:
     )
 
     links = {link.label: link.url for link in message.links}
-    assert links["Job"] == "https://api.example/api/jobs/job_1_aa"
+    assert links["Job"] == "https://api.example/jobs/job_1_aa"
     assert "Jobs of trace" not in links
     assert links["Logs"] == (
         "https://console.cloud.google.com/logs/query;query=labels.jobId%3D%22job_1_aa%22?project=jobtrail-dev"

@@ -9,6 +9,7 @@
 
 (() => {
   const TOKEN_KEY = "jobtrail.token";
+  const PHONE_WIDTH = "(max-width: 700px)"; // as app.css's @media
   const SUMMARY_EVERY_MS = 15000;
   const CHART_MINUTES = 60;
   const LIST_LIMIT = 200;
@@ -30,7 +31,8 @@
   };
 
   const state = {
-    token: null,
+    token: null, // null behind Identity-Aware Proxy: IAP's own header signs each request in
+    signedIn: false,
     principal: null, // {subject, role} as the stream's hello reports it
     staleAfterSeconds: 60,
     jobs: new Map(), // jobId -> job view (camelCase, as GET /api/jobs returns)
@@ -59,10 +61,14 @@
   async function api(path, options = {}) {
     const response = await fetch(path, {
       ...options,
-      headers: { Accept: "application/json", Authorization: `Bearer ${state.token}`, ...(options.headers || {}) },
+      headers: {
+        Accept: "application/json",
+        ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}),
+        ...(options.headers || {}),
+      },
     });
     const body = await response.json().catch(() => null);
-    if (response.status === 401) {
+    if (response.status === 401 && state.signedIn) {
       signOut("The token was refused (expired or invalid). Sign in again.");
       throw new ApiError(401, body);
     }
@@ -111,14 +117,45 @@
   async function signIn(token) {
     state.token = token;
     try {
-      await api("/api/summary"); // proves the token before anything is shown
+      await api("/api/auth/me"); // proves the token before anything is shown
     } catch (error) {
       state.token = null;
-      if (!(error instanceof ApiError && error.status === 401)) showLogin(`Could not reach the API: ${error.message}`);
+      showLogin(error instanceof ApiError && error.status === 401
+        ? "The token was refused (expired or invalid)."
+        : `Could not reach the API: ${error.message}`);
       return;
     }
-    sessionStorage.setItem(TOKEN_KEY, token);
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
     start();
+  }
+
+  // A sign-in link (make stack prints one): a one-time code in the URL's fragment, which the
+  // browser never sends anywhere; it is traded once for a session token and wiped from the URL.
+  async function signInWithCode(code) {
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      const session = await api("/api/auth/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ code }),
+      });
+      await signIn(session.token);
+    } catch (error) {
+      showLogin(error instanceof ApiError && error.status === 401
+        ? "This sign-in link was already used or has expired. Ask for a new one."
+        : `Could not reach the API: ${error.message}`);
+    }
+  }
+
+  // Behind Identity-Aware Proxy every request already carries who signed in: no token needed.
+  async function signInThroughProxy() {
+    try {
+      await api("/api/auth/me");
+    } catch (error) {
+      return false;
+    }
+    start();
+    return true;
   }
 
   function signOut(message = "") {
@@ -126,7 +163,7 @@
     if (state.source) state.source.close();
     for (const timer of state.timers) clearInterval(timer);
     Object.assign(state, {
-      token: null, principal: null, source: null, lastEventId: null, started: false, selectedId: null,
+      token: null, signedIn: false, principal: null, source: null, lastEventId: null, started: false, selectedId: null,
       timeline: null, loading: false, pending: [], timers: [],
     });
     state.jobs.clear();
@@ -168,13 +205,13 @@
       ticket = (await api("/api/stream/tickets", { method: "POST" })).ticket;
     } catch (error) {
       // 401 has signed out already; anything else (the API restarting, say): try again shortly.
-      if (state.token && generation === streamGeneration) {
+      if (state.signedIn && generation === streamGeneration) {
         setLive("closed", "offline");
         setTimeout(() => generation === streamGeneration && connectStream(state.lastEventId), 5000);
       }
       return;
     }
-    if (!state.token || generation !== streamGeneration) return; // signed out or superseded meanwhile
+    if (!state.signedIn || generation !== streamGeneration) return; // signed out or superseded meanwhile
     const source = new EventSource(streamUrl(ticket, resumeFrom));
     state.source = source;
     source.addEventListener("open", () => setLive("open", "live"));
@@ -191,7 +228,7 @@
       if (source !== state.source) return;
       source.close();
       setLive("reconnecting");
-      setTimeout(() => source === state.source && state.token && connectStream(state.lastEventId), 1000);
+      setTimeout(() => source === state.source && state.signedIn && connectStream(state.lastEventId), 1000);
     });
   }
 
@@ -435,6 +472,8 @@
     state.timeline = null;
     for (const [id, row] of state.rows) row.classList.toggle("selected", id === jobId);
     $("detail").hidden = false;
+    // At phone width the panel sits below the table, not over it: bring it into view.
+    if (window.matchMedia(PHONE_WIDTH).matches) $("detail").scrollIntoView({ block: "start" });
     $("d-action-message").textContent = "";
     const known = state.jobs.get(jobId);
     if (known) refreshDetail(known);
@@ -516,7 +555,7 @@
 
   function renderLinks(job) {
     const links = job.links || {};
-    const parts = [];
+    const parts = [el("a", { href: `/jobs/${encodeURIComponent(job.jobId)}`, id: "link-job-page", text: "Job page" })];
     parts.push(links.trace
       ? el("a", { href: links.trace, target: "_blank", rel: "noopener noreferrer", id: "link-trace", text: "Trace" })
       : el("span", { class: "off", text: "No trace recorded" }));
@@ -672,6 +711,7 @@
 
   // ---- wiring -------------------------------------------------------------------------------
   function start() {
+    state.signedIn = true;
     $("login").hidden = true;
     $("app").hidden = false;
     connectStream();
@@ -682,7 +722,7 @@
 
   function onFiltersChanged() {
     renderTable();
-    if (!state.token) return;
+    if (!state.signedIn) return;
     state.started = false; // the next hello refetches with the new filters
     state.lastEventId = null;
     connectStream();
@@ -720,8 +760,10 @@
     $("btn-retry").addEventListener("click", () => act("retry"));
     $("btn-cancel").addEventListener("click", () => act("cancel"));
 
+    const code = new URLSearchParams(location.hash.slice(1)).get("login");
     const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (saved) signIn(saved);
-    else showLogin();
+    if (code) signInWithCode(code);
+    else if (saved) signIn(saved);
+    else signInThroughProxy().then((signedIn) => signedIn || showLogin());
   });
 })();

@@ -31,4 +31,7 @@ module "stack" {
   secret_versions    = var.secret_versions
   # Unset optional fields keep the stack's defaults (sunoapi.org, the Graph API).
   outside_urls = { for key, url in var.outside_urls : key => url if url != null }
+
+  # People sign in to the API and its page with Google (Identity-Aware Proxy).
+  iap = { enabled = true, members = var.iap_members, admin_emails = var.iap_admin_emails }
 }

@@ -73,3 +73,14 @@ variable "propagation_wait_seconds" {
   type        = number
   default     = 90
 }
+
+variable "iap_members" {
+  description = "Who may pass Identity-Aware Proxy to the API and its page (user:, group:, domain:, serviceAccount:)."
+  type        = list(string)
+}
+
+variable "iap_admin_emails" {
+  description = "Emails of the API's admins among those IAP admits; everyone else sees their own jobs."
+  type        = list(string)
+  default     = []
+}

@@ -46,6 +46,9 @@ resource "google_cloud_run_v2_service" "this" {
   custom_audiences     = [local.audiences[each.key]]
   labels               = merge(var.labels, { entry_point = each.key })
 
+  # Identity-Aware Proxy signs people in before any request reaches the service (stack/console.tf).
+  iap_enabled = each.value.iap
+
   # Terraform creates each service on a placeholder image that exists (var.placeholder_image), so
   # the first apply needs no build; Cloud Build ships the code (tagged revision, smoke test, traffic
   # move), which is why the image and the traffic are left to it below. `build_config` is not used:

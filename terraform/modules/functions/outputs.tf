@@ -25,6 +25,7 @@ output "services" {
       name                 = s.name
       service_account      = s.template[0].service_account
       invoker_iam_disabled = s.invoker_iam_disabled
+      iap_enabled          = s.iap_enabled
       timeout              = s.template[0].timeout
       concurrency          = s.template[0].max_instance_request_concurrency
       min_instances        = s.template[0].scaling[0].min_instance_count

@@ -39,6 +39,7 @@ variable "services" {
     env              = optional(map(string), {})
     smoke_expect     = optional(list(number), [])
     queue_admin      = optional(bool, false)
+    iap              = optional(bool, false)
   }))
 
   validation {

@@ -161,7 +161,7 @@ module "functions" {
   project_id       = var.project_id
   region           = var.region
   prefix           = var.prefix
-  services         = local.services
+  services         = local.services_behind_iap
   service_accounts = { for name in keys(local.services) : name => module.iam.emails[name] }
   secret_ids       = module.secrets.secret_ids
   common_env       = local.common_env

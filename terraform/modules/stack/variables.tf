@@ -169,3 +169,23 @@ variable "deletion_protection" {
   description = "Protect services, the database and the source bucket from terraform destroy."
   type        = bool
 }
+
+variable "iap" {
+  description = <<-EOT
+    Identity-Aware Proxy in front of the API service and its page (sign-in with Google). `members`
+    may pass IAP (user:, group:, domain:, serviceAccount: for machines that also send their own
+    API key or JWT); `admin_emails` are the API's admins among them (IAP_ADMIN_EMAILS), everyone
+    else is a user who sees their own jobs.
+  EOT
+  type = object({
+    enabled      = bool
+    members      = optional(list(string), [])
+    admin_emails = optional(list(string), [])
+  })
+  default = { enabled = false }
+
+  validation {
+    condition     = !var.iap.enabled || length(var.iap.members) > 0
+    error_message = "With IAP on, iap.members must name who may pass it; nobody could sign in otherwise."
+  }
+}

@@ -298,3 +298,31 @@ run "a_prefix_too_long_for_account_ids_is_refused" {
 
   expect_failures = [var.prefix]
 }
+
+run "identity_aware_proxy_is_off_unless_switched_on" {
+  command = apply
+
+  assert {
+    condition     = !output.stack.iap.enabled && alltrue([for s in output.stack.services : !s.iap_enabled]) && length(output.stack.iap.members) == 0
+    error_message = "Without the switch no service is behind IAP and nobody is granted IAP access."
+  }
+
+  assert {
+    condition     = !contains(output.stack.services["api"].env_names, "IAP_AUDIENCE")
+    error_message = "Without IAP the API is not told an IAP audience (the header then signs nobody in)."
+  }
+}
+
+run "the_api_reads_job_log_lines_from_cloud_logging" {
+  command = apply
+
+  assert {
+    condition     = output.stack.job_logs.role == "roles/logging.viewer" && output.stack.job_logs.member != null
+    error_message = "The API's account may read log entries, for the job page's log lines."
+  }
+
+  assert {
+    condition     = contains(output.stack.services["api"].env_names, "JOB_LOG_SOURCE") && alltrue([for name, s in output.stack.services : !contains(s.env_names, "JOB_LOG_SOURCE") if name != "api"])
+    error_message = "The API reads job logs from Cloud Logging; no other service is told to."
+  }
+}

@@ -10,6 +10,8 @@ variables {
   suno_api_key             = join("-", ["not", "a", "suno", "key"])
   outside_urls             = { video_source = "https://videos.example.com/api", processor = "https://processor.example.com" }
   propagation_wait_seconds = 0
+  iap_members              = ["group:oncall@example.com", "serviceAccount:ci@jobtrail-prod-test.iam.gserviceaccount.com"]
+  iap_admin_emails         = ["lead@example.com"]
 }
 
 run "prod_is_named_protected_and_keeps_the_api_warm" {
@@ -28,5 +30,34 @@ run "prod_is_named_protected_and_keeps_the_api_warm" {
   assert {
     condition     = alltrue([for name, s in output.stack.services : s.min_instances == 0 if name != "api"])
     error_message = "Only the API is kept warm."
+  }
+}
+
+run "prod_puts_the_api_behind_identity_aware_proxy" {
+  command = apply
+
+  assert {
+    condition     = output.stack.services["api"].iap_enabled && alltrue([for name, s in output.stack.services : !s.iap_enabled if name != "api"])
+    error_message = "IAP is on for the API (and its page) in prod, and for nothing else."
+  }
+
+  assert {
+    condition     = output.stack.iap.members == sort(["group:oncall@example.com", "serviceAccount:ci@jobtrail-prod-test.iam.gserviceaccount.com"])
+    error_message = "Exactly iap_members may pass IAP (roles/iap.httpsResourceAccessor on the API)."
+  }
+
+  assert {
+    condition     = length(output.stack.iap.invoker) == 1 && endswith(output.stack.iap.invoker[0], "@gcp-sa-iap.iam.gserviceaccount.com")
+    error_message = "IAP's service agent may invoke the API it fronts."
+  }
+
+  assert {
+    condition     = startswith(output.stack.iap.audience, "/projects/") && endswith(output.stack.iap.audience, "/locations/europe-west1/services/jt-prod-api")
+    error_message = "The API checks IAP assertions against its own Cloud Run audience."
+  }
+
+  assert {
+    condition     = contains(output.stack.services["api"].env_names, "IAP_AUDIENCE") && contains(output.stack.services["api"].env_names, "IAP_ADMIN_EMAILS")
+    error_message = "The API is told its IAP audience and its admins."
   }
 }

@@ -1,4 +1,4 @@
-"""API parameters -> indexed Firestore queries (``QuerySpec``), and opaque page cursors.
+"""Read parameters -> indexed Firestore queries (``QuerySpec``), and page cursors.
 
 Every query the API can send is one of the shapes the ``*_shapes()`` functions enumerate, and each
 has a composite index in infra/firestore.indexes.json (tests/unit/test_api_indexes.py checks it,
@@ -9,9 +9,6 @@ may hold fewer than ``limit`` jobs while ``nextCursor`` is still set.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.control import DeadLetterFilter, dead_letter_spec
 from services.errors import InvalidInput
@@ -46,33 +43,44 @@ Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 
 
 # ---- cursors -----------------------------------------------------------------------------------------
-def encode_cursor(kind: str, values: list[Any]) -> str:
-    """An opaque position: the last row's sort values and id, for ``start_after``."""
-    raw = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    return base64.urlsafe_b64encode(json.dumps({"k": kind, "v": raw}).encode()).decode().rstrip("=")
+# A cursor is a position, not a secret: the last row's sort value (microseconds since the epoch)
+# and its id, "1735787045678901~job_1". Every string the pattern admits names a real position, so
+# the API accepts every cursor its schema allows (a position between rows simply starts there);
+# anything else is 400.
+ROW_ID = r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}"
+TIMED_CURSOR = rf"^[0-9]{{1,18}}~{ROW_ID}$"
+ID_CURSOR = rf"^{ROW_ID}$"
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def decode_cursor(kind: str, cursor: str, types: tuple[type, ...]) -> tuple[Any, ...]:
-    """The values ``encode_cursor`` packed, checked against ``kind`` and ``types``; 400 otherwise."""
+def timed_cursor(at: datetime, row_id: str) -> str:
+    delta = at - _EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return f"{micros}~{row_id}"
+
+
+def decode_timed_cursor(cursor: str) -> tuple[datetime, str]:
+    """(sort value, row id) of a cursor ``timed_cursor`` made; a position past the last
+    representable time stands for that time."""
+    if not re.match(TIMED_CURSOR, cursor):
+        raise InvalidInput("cursor is not a position this listing hands out", error_field="cursor")
+    micros, row_id = cursor.split("~", 1)
     try:
-        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(doc, dict) or doc.get("k") != kind or not isinstance(doc.get("v"), list):
-            raise ValueError("cursor of another listing")
-        values = doc["v"]
-        if len(values) != len(types):
-            raise ValueError("cursor of another sort")
-        out: list[Any] = []
-        for value, wanted in zip(values, types, strict=True):
-            if wanted is datetime:
-                parsed = datetime.fromisoformat(value)
-                out.append(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
-            elif isinstance(value, wanted) and value != "":
-                out.append(value)
-            else:
-                raise ValueError("cursor value of the wrong type")
-        return tuple(out)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor is not one this listing handed out", error_field="cursor") from None
+        at = _EPOCH + timedelta(microseconds=int(micros))
+    except OverflowError:
+        at = _LATEST
+    return min(at, _LATEST), row_id
+
+
+def decode_id_cursor(cursor: str) -> str:
+    if not re.match(ID_CURSOR, cursor):
+        raise InvalidInput("cursor is not a position this listing hands out", error_field="cursor")
+    return cursor
+
+
+def timed_cursor_field() -> Any:
+    return Field(None, pattern=TIMED_CURSOR, max_length=220, description="nextCursor of the previous page.")
 
 
 # ---- jobs --------------------------------------------------------------------------------------------
@@ -112,7 +120,7 @@ class JobListQuery(CamelModel):
     createdTo: Rfc3339 | None = Field(None, description="createdAt < this")
     sort: SortKey = "-createdAt"
     limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = Field(None, min_length=1, max_length=1024)
+    cursor: str | None = timed_cursor_field()
 
     def facets(self) -> dict[str, Any]:
         given = {name: getattr(self, name) for name in FACETS}
@@ -135,7 +143,7 @@ def plan_job_list(q: JobListQuery) -> JobListPlan:
     sort_field, descending = SORTS[q.sort]
     # A range must be on the first sort field; sorted by updatedAt, the created range is a post-filter.
     range_in_query = sort_field == "createdAt" and (q.createdFrom or q.createdTo)
-    after = decode_cursor(f"jobs{q.sort}", q.cursor, (datetime, str)) if q.cursor else None
+    after = decode_timed_cursor(q.cursor) if q.cursor else None
     spec = QuerySpec(
         equals=tuple(equals),
         range_field="createdAt" if range_in_query else None,
@@ -163,9 +171,7 @@ def plan_job_list(q: JobListQuery) -> JobListPlan:
 
 def job_cursor(q: JobListQuery, last: Job) -> str:
     sort_field = SORTS[q.sort][0]
-    return encode_cursor(
-        f"jobs{q.sort}", [last.created_at if sort_field == "createdAt" else last.updated_at, last.job_id]
-    )
+    return timed_cursor(last.created_at if sort_field == "createdAt" else last.updated_at, last.job_id)
 
 
 def job_list_shapes() -> Iterator[QuerySpec]:
@@ -217,7 +223,7 @@ class ExecutionLogQuery(BaseModel):
     queued_to_dlq: bool | None = None
     status: ExecutionStatus | None = None
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, min_length=1, max_length=1024)
+    cursor: str | None = timed_cursor_field()
 
 
 EXECUTION_FILTERS = {
@@ -234,12 +240,12 @@ def execution_log_spec(q: ExecutionLogQuery) -> QuerySpec:
         value = getattr(q, param)
         if value is not None:
             equals.append((stored, value.value if isinstance(value, ExecutionStatus) else value))
-    after = decode_cursor("executions", q.cursor, (datetime, str)) if q.cursor else None
+    after = decode_timed_cursor(q.cursor) if q.cursor else None
     return QuerySpec(equals=tuple(equals), order=(("started_at", True),), limit=q.limit, after=after)
 
 
 def execution_cursor(last: Execution) -> str:
-    return encode_cursor("executions", [last.started_at, last.execution_id])
+    return timed_cursor(last.started_at, last.execution_id)
 
 
 def execution_log_shapes() -> Iterator[QuerySpec]:
@@ -257,17 +263,17 @@ class AuditQuery(BaseModel):
     action: str | None = Field(None, min_length=1, max_length=64)
     target: str | None = Field(None, min_length=1, max_length=200)
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, min_length=1, max_length=1024)
+    cursor: str | None = timed_cursor_field()
 
 
 def audit_spec(q: AuditQuery) -> QuerySpec:
     equals = tuple((name, getattr(q, name)) for name in ("actor", "action", "target") if getattr(q, name))
-    after = decode_cursor("audit", q.cursor, (datetime, str)) if q.cursor else None
+    after = decode_timed_cursor(q.cursor) if q.cursor else None
     return QuerySpec(equals=equals, order=(("at", True),), limit=q.limit, after=after)
 
 
 def audit_cursor(last: AuditRecord) -> str:
-    return encode_cursor("audit", [last.at, last.audit_id])
+    return timed_cursor(last.at, last.audit_id)
 
 
 def audit_shapes() -> Iterator[QuerySpec]:
@@ -285,7 +291,9 @@ class DeadLetterQuery(CamelModel):
     scenarioId: str | None = Field(None, min_length=1, max_length=MAX_ID)
     userId: str | None = Field(None, min_length=1, max_length=MAX_ID)
     limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = Field(None, min_length=1, max_length=1024)
+    cursor: str | None = Field(
+        None, pattern=ID_CURSOR, max_length=200, description="nextCursor of the previous page."
+    )
 
     def to_filter(self) -> DeadLetterFilter:
         return DeadLetterFilter(
@@ -297,7 +305,7 @@ class DeadLetterQuery(CamelModel):
 
 
 def dead_letter_page_spec(q: DeadLetterQuery) -> QuerySpec:
-    after = decode_cursor("dlq", q.cursor, (str,))[0] if q.cursor else None
+    after = decode_id_cursor(q.cursor) if q.cursor else None
     return dead_letter_spec(q.to_filter(), limit=q.limit, after=after)
 
 
@@ -383,14 +391,3 @@ def summary_shapes() -> Iterator[tuple[str, QuerySpec, str | None]]:
     for spec in (specs.queued, specs.running, specs.finished, specs.failed, specs.stale, specs.dead_letters):
         yield "jobs", spec, None
     yield "executions", specs.durations, DURATION_FIELD
-
-
-def parse_query(model: type[BaseModel], args: Any) -> Any:
-    """Query-string parameters (first value of each) -> ``model``; 400 on a bad value."""
-    try:
-        return model.model_validate({key: args.get(key) for key in args})
-    except ValidationError as exc:
-        raise InvalidInput(
-            "query parameters do not match the expected shape",
-            problems=exc.errors(include_url=False, include_context=False, include_input=False),
-        ) from exc
