@@ -85,6 +85,17 @@ def summarize(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                   dig(run, "commit_to_first_poll_that_sees_it", "p99_ms")),
             f"every {run.get('poll_every_seconds')} s")  # fmt: skip
 
+    run_once = _result(report, "run_once")
+    for case, label in (
+        ("quick", "Suno quick"),
+        ("slow", "Suno credit endpoint slow"),
+        ("down", "Suno down"),
+    ):
+        row("runOnce", f"latency p50 / p99 (ms), {label}",
+            _pair(dig(run_once, case, "latency_ms_p50"), dig(run_once, case, "latency_ms_p99")),
+            f"Suno at {dig(run_once, 'suno_latency_ms')} ms" if case == "slow" and run_once
+            else ("" if run_once else _why_not(report, "run_once")))  # fmt: skip
+
     feed = _result(report, "feed")
     for run in dig(feed, "feed", "load") or [None]:
         rate = dig(run, "rate_asked")

@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "firestore_ops": ("bench.firestore_ops", ["--jobs", "5000", "--stale", "20"]),
     "monitoring": ("bench.monitoring", ["--jobs", "10,1000"]),
     "sse": ("bench.sse", ["--clients", "1000"]),
+    "run_once": ("bench.run_once", ["--requests", "200", "--suno-latency-ms", "5000"]),
     "feed": ("bench.feed", []),
     "ingest": ("bench.ingest", ["--jobs", "200", "--clients", "16"]),
 }

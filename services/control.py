@@ -96,8 +96,9 @@ def queue_reopened(rt: Runtime, job: Job, reason: str) -> None:
 
 def cancel_job(rt: Runtime, job_id: str, *, actor: str) -> Job:
     """A job that no handler is running (queued, between steps, waiting on a callback) is cancelled
-    at once, so it never starts or resumes; one inside a step stops at the next stage boundary,
-    where the worker sees ``cancelRequested``. Cancelling a cancelled job changes nothing; a job
+    at once, so it never starts or resumes; one inside a step is stopped by its worker, which looks
+    for ``cancelRequested`` every cancel_check_seconds (1 s) while the step runs and cancels the job
+    where it stands, abandoning the step's outside call. Cancelling a cancelled job changes nothing; a job
     that finished otherwise cannot be cancelled."""
     with audited(rt, actor=actor, action="job.cancel", target=job_id, params={}) as outcome:
         job = _cancel(rt, job_id, actor)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from services.external.processor import ProcessorClient
     from services.external.suno import SunoClient
     from services.external.video_source import VideoSourceClient
+    from services.music_clips.credits import CreditGauge
     from services.worker.engine import Worker
 
 
@@ -62,6 +63,16 @@ class Runtime:
         from services.external.suno import SunoClient
 
         return SunoClient(self.settings)
+
+    @cached_property
+    def suno_credits(self) -> CreditGauge:
+        from services.music_clips.credits import CreditGauge
+
+        return CreditGauge(
+            lambda timeout: self.suno.remaining_credits(max_attempts=1, timeout=timeout),
+            budget_seconds=self.settings.suno_credit_check_timeout_seconds,
+            ttl_seconds=self.settings.suno_credit_cache_seconds,
+        )
 
 
 _runtime: Runtime | None = None

@@ -49,12 +49,22 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
 
     # --- Jobs -------------------------------------------------------------------------------
-    stale_after_seconds: int = Field(60, description="Heartbeat age after which a job reads as stale.")
+    stale_after_seconds: int = Field(
+        60,
+        description="How late an expected sign of life (a scheduled poll, a redelivery, the end of a "
+        "worker step) may be before the job reads as stale, i.e. stuck.",
+    )
     retention_days: int = Field(30, description="Finished jobs and events expire (Firestore TTL) after this.")
     sweep_batch_size: int = 200
 
     # --- Worker guardrails --------------------------------------------------------------------
-    handler_timeout_seconds: float = 60.0
+    # A step that runs longer is abandoned and its attempt recorded as `timeout`. Below the delivery
+    # deadline, so the attempt closes its own record before the push is answered; the same value
+    # terraform/entrypoints.yaml deploys (HANDLER_TIMEOUT_SECONDS) and runbooks/dlq.md cites.
+    handler_timeout_seconds: float = 50.0
+    # How often a running step looks for a cancel (one job read each time): a cancel stops it
+    # within this, mid-step, well inside seed 003's "stop running work".
+    cancel_check_seconds: float = Field(1.0, gt=0)
     # Below the worker subscriptions' ack deadline (infra/topology.yaml: 60 s), so Pub/Sub always
     # hears an answer before it gives up on a push.
     delivery_deadline_seconds: float = 55.0
@@ -163,6 +173,14 @@ class Settings(BaseSettings):
     # What one generate costs on the account's Suno price list: runOnce refuses (402) below it,
     # and each generation adds it to the job's cost at cost_per_suno_credit.
     suno_credits_per_generation: int = Field(12, ge=0)
+    # runOnce answers within 2 s whatever Suno does (seed 002): its credit check gets this budget,
+    # one attempt, and its answer (or "could not tell") is reused for suno_credit_cache_seconds.
+    suno_credit_check_timeout_seconds: float = Field(0.5, gt=0)
+    suno_credit_cache_seconds: float = Field(30.0, ge=0)
+    # A generate whose answer was lost may still have started a task, which then calls back naming
+    # the job and attempt: a redelivery waits this long for that before asking Suno again. Below the
+    # ~150 s in which the music subscription's five deliveries (10 s backoff, doubling) run out.
+    suno_lost_answer_wait_seconds: float = Field(60.0, ge=0)
 
     # --- CLI (jobtrail) -----------------------------------------------------------------------
     # Unset: the CLI calls the services directly (the emulators, via FIRESTORE/PUBSUB_EMULATOR_HOST).

@@ -64,7 +64,8 @@ def time_out_job(rt: Runtime, job: Job, now: datetime) -> bool:
         actor="sweeper",
         message=reason,
         expected_stage=job.stage,
-        error=JobError(code=code, message=reason, retryable=True),
+        # The user reads the pipeline's own text when it has one; the log line and the event keep why.
+        error=JobError(code=code, message=spec.timeout_error_text or reason, retryable=True),
     )
     try:
         result = rt.repo.transition(

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import click
 import requests
@@ -216,7 +216,12 @@ class _World:
                 "publishes": dict(self._publishes),
                 "publish_replays": dict(self._publish_replays),
                 "suno_tasks": {
-                    t.task_id: {"status": t.status, "callbacks_sent": t.callbacks_sent}
+                    t.task_id: {
+                        "status": t.status,
+                        "callbacks_sent": t.callbacks_sent,
+                        # Which job attempt asked (the callback URL names it): one task per attempt.
+                        "job_attempt": _job_attempt(t.callback_url),
+                    }
                     for t in self._tasks.values()
                 },
                 "callbacks": dict(self._callbacks),
@@ -304,7 +309,7 @@ class _World:
             )
             self._tasks[task.task_id] = task
             if task.faults.result != "never" and not self._closed:
-                timer = threading.Timer(task.faults.callback_delay_s, self._finish_task, args=(task,))
+                timer = threading.Timer(task.faults.callback_delay_s, self.finish_task, args=(task,))
                 timer.daemon = True
                 self._timers.add(timer)
                 timer.start()
@@ -314,7 +319,7 @@ class _World:
         with self._lock:
             return self._tasks.get(task_id)
 
-    def _finish_task(self, task: _SunoTask) -> None:
+    def finish_task(self, task: _SunoTask) -> None:
         with self._lock:
             self._timers = {t for t in self._timers if t is not threading.current_thread()}
             if self._closed:
@@ -365,6 +370,12 @@ class _World:
                 self._callback_failures[failure] += 1
             else:
                 task.callbacks_sent += 1
+
+
+def _job_attempt(callback_url: str) -> str | None:
+    query = parse_qs(urlsplit(callback_url).query)
+    job, attempt = query.get("jobId", [None])[0], query.get("attempt", [None])[0]
+    return f"{job}#{attempt}" if job and attempt else None
 
 
 def _answer(status: int, message: str, *, code: int | None = None) -> tuple[Response, int]:
@@ -570,6 +581,24 @@ class FakeWorld:
 
     def stats(self) -> dict[str, Any]:
         return self._world.stats()
+
+    def finish_task(
+        self, task_id: str, result: Literal["success", "fail"] = "success", *, call_back: bool = True
+    ) -> None:
+        """Finish a task now (one configured to never finish, say), and call back unless told not to."""
+        task = self._world.task(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        task.faults.result = result
+        task.faults.callbacks_enabled = call_back
+        self._world.finish_task(task)
+
+    def task_callback_url(self, task_id: str) -> str:
+        """The callback URL a generation was handed."""
+        task = self._world.task(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        return task.callback_url
 
     def settings(self, base: Settings | None = None, **overrides: Any) -> Settings:
         """``base`` (default: a fresh ``Settings()``) with every outside-service URL pointed here."""

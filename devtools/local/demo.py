@@ -33,6 +33,24 @@ WORLD_FAULTS = {
 }
 
 
+# The fake Suno charges a credit per generation and runOnce refuses a run below
+# suno_credits_per_generation (12), so left alone it runs dry after ~90 runs and every later run is
+# SUNO_NO_CREDITS. The demo tops it up on every tick instead, except for one low-credit episode
+# (about three minutes in, for half a minute at the default pace) that shows the 402 path once.
+TOP_UP_CREDITS = 10_000
+LOW_CREDIT_TICKS = range(90, 105)
+
+
+def suno_faults(tick: int) -> dict[str, object]:
+    """The fake Suno's faults for demo tick ``tick``: every Music Clips path, for as long as it runs."""
+    # Every few minutes Suno stops finishing tasks for a while: those jobs go stale, then time out.
+    never = (tick // 120) % 3 == 2
+    return {
+        "result": "never" if never else "success",
+        "credits": 0 if tick in LOW_CREDIT_TICKS else TOP_UP_CREDITS,
+    }
+
+
 class DemoTraffic:
     def __init__(self, stack: LocalStack, *, jobs_per_second: float = 0.5, seed: int = 7) -> None:
         self.stack = stack
@@ -72,12 +90,8 @@ class DemoTraffic:
 
     def _one(self, tick: int) -> None:
         user = self._rng.choice(USERS)
-        # Every few minutes Suno stops finishing tasks for a while: those jobs go stale, then time out.
-        never = (tick // 120) % 3 == 2
         requests.post(
-            f"{self.stack.url('fake_world')}/_control",
-            json={"suno": {"result": "never" if never else "success"}},
-            timeout=10,
+            f"{self.stack.url('fake_world')}/_control", json={"suno": suno_faults(tick)}, timeout=10
         )
         roll = self._rng.random()
         if roll < 0.3:

@@ -828,6 +828,11 @@ def reconcile(
             "suno_tasks_called_back_twice_or_more": sum(
                 v["callbacks_sent"] >= 2 for v in observed.suno_tasks.values()
             ),
+            # Generations Suno ran (and charged), and those beyond one per job attempt (the attempt
+            # is named in each task's callback URL): paid twice.
+            "suno_generations": len(observed.suno_tasks),
+            "suno_extra_generations": len(observed.suno_tasks)
+            - len({v.get("job_attempt") or t for t, v in observed.suno_tasks.items()}),
             "succeeded_latency_s": {
                 p: {"p50": _percentile(v, 50), "p99": _percentile(v, 99)} for p, v in latencies.items()
             },

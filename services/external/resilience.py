@@ -352,11 +352,13 @@ class ResilientHttp:
         idempotent: bool = True,
         interpret: Callable[[requests.Response], ExternalError | None] | None = None,
         max_attempts: int | None = None,
+        timeout: float | None = None,
     ) -> requests.Response:
         """Send one logical request with retries; return the 2xx response or raise ``ExternalError``.
 
         A non-idempotent call is retried only when the service provably did not act on it.
         ``interpret`` lets a client read its service's own error envelope before the HTTP status.
+        ``timeout`` (default external_timeout_seconds) bounds each attempt, for a caller with a budget.
         """
 
         def should_retry(exc: BaseException) -> bool:
@@ -375,7 +377,14 @@ class ResilientHttp:
             reraise=True,
         )
         return retrying(
-            self._attempt, method, path, json=json, params=params, headers=headers, interpret=interpret
+            self._attempt,
+            method,
+            path,
+            json=json,
+            params=params,
+            headers=headers,
+            interpret=interpret,
+            timeout=timeout or self._timeout,
         )
 
     def _wait(self, state: RetryCallState) -> float:
@@ -409,10 +418,13 @@ class ResilientHttp:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         interpret: Callable[[requests.Response], ExternalError | None] | None,
+        timeout: float,
     ) -> requests.Response:
         trial = self.breaker.admit()
         try:
-            response, error = self._send(method, path, json=json, params=params, headers=headers)
+            response, error = self._send(
+                method, path, json=json, params=params, headers=headers, timeout=timeout
+            )
             if response is not None and error is None:
                 error = (interpret(response) if interpret else None) or self.error_for_status(
                     response.status_code, response, method=method, path=path
@@ -435,6 +447,7 @@ class ResilientHttp:
         json: Any,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
+        timeout: float,
     ) -> tuple[requests.Response | None, ExternalError | None]:
         # The requests exceptions are not chained onto ours: their text carries the full URL.
         try:
@@ -444,13 +457,13 @@ class ResilientHttp:
                 json=json,
                 params=params,
                 headers=dict(headers or {}),
-                timeout=self._timeout,
+                timeout=timeout,
             )
         except requests.Timeout as exc:
             return None, self.error(
                 RetryableExternalError,
                 "TIMEOUT",
-                f"{self.service} did not answer {method} {path} within {self._timeout:g}s",
+                f"{self.service} did not answer {method} {path} within {timeout:g}s",
                 maybe_processed=not _never_reached_server(exc),
             )
         except requests.ConnectionError as exc:

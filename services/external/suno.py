@@ -271,13 +271,14 @@ class SunoClient:
             error=record.error_message or (record.status if record.status in FAILED_STATUSES else None),
         )
 
-    def remaining_credits(self, *, max_attempts: int | None = None) -> int:
+    def remaining_credits(self, *, max_attempts: int | None = None, timeout: float | None = None) -> int:
         response = self.http.request(
             "GET",
             CREDIT_PATH,
             headers=self._auth(),
             interpret=self._read_envelope_code("GET", CREDIT_PATH),
             max_attempts=max_attempts,
+            timeout=timeout,
         )
         envelope = self.http.parse(response, _Envelope, method="GET", path=CREDIT_PATH)
         if not isinstance(envelope.data, int):

@@ -108,6 +108,8 @@ class Job(JobCreate):
     finished_at: datetime | None = None
     error: JobError | None = None
     suno_task_id: str | None = None
+    # When this attempt asked Suno for a generation (before the answer, which can be lost).
+    suno_requested_at: datetime | None = None
     result: dict[str, Any] = Field(default_factory=dict)
     cost: Cost = Field(default_factory=Cost)
     otel_trace_id: str | None = None
@@ -120,6 +122,14 @@ class Job(JobCreate):
     deadline_at: datetime | None = None
     # When the sweeper should look at this job; None once it is finished (so no query finds it).
     stale_at: datetime | None = None
+    # When the job is stuck if nothing happens first: the next expected sign of life (a poll, the
+    # worker finishing its step, a redelivery) plus grace. None while it waits its turn (queued) or
+    # is finished, so the header counts stuck jobs with one range query.
+    stuck_at: datetime | None = None
+    # Set while the worker's last attempt failed and Pub/Sub is to redeliver; any move clears it.
+    retrying_since: datetime | None = None
+    # The poller's schedule while the job waits on Suno (repository: schedule_suno_poll).
+    next_poll_at: datetime | None = None
     expire_at: datetime | None = None
     event_count: int = 0
     last_event_at: datetime | None = None
@@ -170,6 +180,11 @@ class Execution(BaseModel):
     account_id: str | None = None
     scenario_id: str | None = None
     source_id: str | None = None
+    user_id: str | None = None
+    # The delivery's request id (seed 000 §14's reqId): every log line of the attempt carries it
+    # as the requestId label.
+    request_id: str | None = None
+    artifact_paths: dict[str, str] = Field(default_factory=dict)
     expire_at: datetime | None = None
 
     def to_doc(self) -> dict[str, Any]:
@@ -201,13 +216,30 @@ class Heartbeat(CamelModel):
     is_stale: bool
 
 
-def heartbeat_of(job: Job, now: datetime, stale_after_seconds: int) -> Heartbeat:
-    """Seed 002's liveness view: how long since the job last moved, and whether that is too long.
+class Liveness(StrEnum):
+    """What an active job is doing, told apart so that only a stuck job alarms anyone."""
 
-    A finished job is never stale: nothing is expected of it any more.
-    """
+    WAITING = "waiting"  # its turn in a queue, or an outside party (Suno) within its schedule
+    RUNNING = "running"  # the worker is at it, within the step's expected time
+    RETRYING = "retrying"  # an attempt failed; Pub/Sub redelivers after its backoff
+    STUCK = "stuck"  # something expected by now did not happen
+    FINISHED = "finished"
+
+
+def liveness_of(job: Job, now: datetime) -> Liveness:
+    if job.status.is_terminal:
+        return Liveness.FINISHED
+    if job.stuck_at is not None and job.stuck_at < now:
+        return Liveness.STUCK
+    if job.retrying_since is not None:
+        return Liveness.RETRYING
+    if job.status is JobStatus.QUEUED or job.next_poll_at is not None:
+        return Liveness.WAITING
+    return Liveness.RUNNING
+
+
+def heartbeat_of(job: Job, now: datetime) -> Heartbeat:
+    """Seed 002's liveness view: how long since the job last moved, and whether it is stale, which
+    means stuck (``liveness_of``): a job waiting its turn or on Suno within its schedule is not."""
     age = max(0, int((now - job.heartbeat_at).total_seconds()))
-    return Heartbeat(
-        seconds_since_update=age,
-        is_stale=not job.status.is_terminal and age > stale_after_seconds,
-    )
+    return Heartbeat(seconds_since_update=age, is_stale=liveness_of(job, now) is Liveness.STUCK)

@@ -37,6 +37,7 @@ from services.jobs.models import (
     make_trace_id,
 )
 from services.jobs.state_machine import (
+    Expectations,
     Plan,
     Transition,
     plan_heartbeat,
@@ -47,6 +48,7 @@ from services.jobs.state_machine import (
 from services.pipelines.registry import get_pipeline
 from services.pipelines.spec import JobStatus
 from services.settings import Settings
+from services.telemetry import get_metrics
 
 Clock = Callable[[], datetime]
 
@@ -58,6 +60,11 @@ def utcnow() -> datetime:
 def new_job_id(now: datetime) -> str:
     """``job_<epoch ms>_<random>``, the format the front end already shows (seed 002)."""
     return f"job_{int(now.timestamp() * 1000)}_{secrets.token_hex(4)}"
+
+
+def new_request_id(now: datetime) -> str:
+    """``req_<epoch ms>_<random>``, like the job ids (seed 002)."""
+    return f"req_{int(now.timestamp() * 1000)}_{secrets.token_hex(3)}"
 
 
 def _camel_patch(patch: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +122,10 @@ class JobRepository:
         self.settings = settings
         self.clock = clock
         self.retention = timedelta(days=settings.retention_days)
+        self.expectations = Expectations(
+            worker_seconds=settings.handler_timeout_seconds + settings.stale_after_seconds,
+            grace_seconds=settings.stale_after_seconds,
+        )
 
     # ---- paths ------------------------------------------------------------------------------
     def collection(self, name: str) -> firestore.CollectionReference:
@@ -239,8 +250,12 @@ class JobRepository:
     # ---- Suno polling schedule (Music Clips) -------------------------------------------------
     # ``nextPollAt`` is set only while a job waits on Suno, so the poller's single-field range
     # query (automatic index) reads the jobs due for a poll and nothing else.
+    # Each schedule also moves ``stuckAt``: a poll overdue by more than the grace means a stuck job.
     def schedule_suno_poll(self, job_id: str, at: datetime, polls: int = 0) -> None:
-        self.job_ref(job_id).update({"nextPollAt": at, "sunoPolls": polls})
+        self.job_ref(job_id).update({"nextPollAt": at, "sunoPolls": polls, "stuckAt": self._poll_overdue(at)})
+
+    def _poll_overdue(self, at: datetime) -> datetime:
+        return at + timedelta(seconds=self.expectations.grace_seconds)
 
     def find_due_suno_polls(self, now: datetime, limit: int) -> list[DueSunoPoll]:
         docs = (
@@ -262,7 +277,7 @@ class JobRepository:
         of two pollers reading the same job, one claims it. False: not claimed (re-read it)."""
         try:
             self.job_ref(due.job.job_id).update(
-                {"nextPollAt": next_at, "sunoPolls": due.polls + 1},
+                {"nextPollAt": next_at, "sunoPolls": due.polls + 1, "stuckAt": self._poll_overdue(next_at)},
                 option=self.db.write_option(last_update_time=due.read_at),
             )
         except (FailedPrecondition, Conflict, DocumentMissing):
@@ -300,13 +315,20 @@ class JobRepository:
             job = self.get_job(job_id, transaction)
             if only_if is not None and not only_if(job):
                 return TransitionResult(job=job, applied=False)
-            plan = plan_transition(get_pipeline(job.pipeline), job, t, self.clock(), self.retention)
+            plan = plan_transition(
+                get_pipeline(job.pipeline), job, t, self.clock(), self.retention, self.expectations
+            )
             if plan is None:
                 return TransitionResult(job=job, applied=False)
             self._commit_plan(transaction, job_id, plan)
             return TransitionResult(job=job.model_copy(update=plan.patch), applied=True, event=plan.event)
 
-        return run(self.db.transaction())
+        result = run(self.db.transaction())
+        if result.applied and result.job.status.is_terminal:
+            # Counted here, the one write that finishes a job, whoever asked for it (worker, Suno
+            # callback, poller, sweeper, DLQ analyzer, cancel): jobs_finished_total is every job.
+            get_metrics().job_finished(result.job.pipeline, result.job.status)
+        return result
 
     def retry(self, job_id: str, *, actor: str) -> Job:
         """Reopen a failed or timed-out job as attempt + 1 (the only way out of a terminal stage)."""
@@ -327,11 +349,27 @@ class JobRepository:
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Job:
             job = self.get_job(job_id, transaction)
-            patch = plan_heartbeat(get_pipeline(job.pipeline), job, self.clock(), progress_text)
+            patch = plan_heartbeat(
+                get_pipeline(job.pipeline), job, self.clock(), progress_text, self.expectations
+            )
             if patch is None:
                 return job
             transaction.update(self.job_ref(job_id), _camel_patch(patch))
             return job.model_copy(update=patch)
+
+        return run(self.db.transaction())
+
+    def attach_suno_task(self, job_id: str, attempt: int, task_id: str) -> bool:
+        """Store the task a callback names for ``attempt``, if that attempt has none yet (its
+        generate's answer may have been lost); False if the job finished, moved on or has one."""
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> bool:
+            job = self.get_job(job_id, transaction)
+            if job.status.is_terminal or job.attempt != attempt or job.suno_task_id is not None:
+                return False
+            transaction.update(self.job_ref(job_id), {"sunoTaskId": task_id})
+            return True
 
         return run(self.db.transaction())
 
@@ -347,6 +385,24 @@ class JobRepository:
                 f"cost.items.{kind}": firestore.Increment(amount),
             }
         )
+
+    def mark_retrying(self, job_id: str, redelivery_within_seconds: float) -> None:
+        """The worker's attempt failed and Pub/Sub will redeliver: the job reads as retrying, and as
+        stuck only if no redelivery moves it within the backoff. A finished job is left alone."""
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> None:
+            job = self.get_job(job_id, transaction)
+            if job.status.is_terminal:
+                return
+            now = self.clock()
+            stuck_at = self.expectations.retry_stuck_at(now, redelivery_within_seconds)
+            transaction.update(self.job_ref(job_id), {"retryingSince": now, "stuckAt": stuck_at})
+
+        try:
+            run(self.db.transaction())
+        except JobNotFound:
+            return
 
     def request_cancel(self, job_id: str) -> None:
         self.job_ref(job_id).update({"cancelRequested": True, "updatedAt": self.clock()})
@@ -457,6 +513,7 @@ class JobRepository:
         last_error: str | None = None,
         retryable: bool | None = None,
         queued_to_dlq: bool = False,
+        artifact_paths: dict[str, str] | None = None,
     ) -> None:
         now = self.clock()
         snap = self.execution_ref(execution_id).get()
@@ -469,6 +526,7 @@ class JobRepository:
                 "last_error": last_error,
                 "retryable": retryable,
                 "queued_to_dlq": queued_to_dlq,
+                "artifact_paths": artifact_paths or {},
                 "expire_at": now + self.retention,
             },
             merge=True,

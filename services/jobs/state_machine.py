@@ -43,6 +43,34 @@ class Plan:
     event: JobEvent
 
 
+@dataclass(frozen=True)
+class Expectations:
+    """How long each wait may last before the job reads as stuck (``Job.stuck_at``)."""
+
+    # The worker's longest step (handler timeout) plus grace.
+    worker_seconds: float = 110.0
+    # How late an expected event (a scheduled poll, a redelivery) may be: covers the one-minute
+    # period of the scheduler that runs the poller.
+    grace_seconds: float = 60.0
+
+    def stuck_at(
+        self, spec: PipelineSpec, stage: str, now: datetime, next_poll_at: datetime | None
+    ) -> datetime | None:
+        status = spec.status_of(stage)
+        if status.is_terminal or status is JobStatus.QUEUED:
+            return None  # finished, or waiting its turn in the queue: nothing is overdue
+        if next_poll_at is not None:
+            return next_poll_at + timedelta(seconds=self.grace_seconds)
+        return now + timedelta(seconds=self.worker_seconds)
+
+    def retry_stuck_at(self, now: datetime, redelivery_within_seconds: float) -> datetime:
+        """A failed attempt is stuck if no redelivery has moved it within Pub/Sub's backoff."""
+        return now + timedelta(seconds=redelivery_within_seconds + self.worker_seconds)
+
+
+DEFAULT_EXPECTATIONS = Expectations()
+
+
 def stale_at_for(
     spec: PipelineSpec, stage: str, now: datetime, deadline_at: datetime | None
 ) -> datetime | None:
@@ -75,7 +103,12 @@ def _event(
 
 
 def plan_transition(
-    spec: PipelineSpec, job: Job, t: Transition, now: datetime, retention: timedelta
+    spec: PipelineSpec,
+    job: Job,
+    t: Transition,
+    now: datetime,
+    retention: timedelta,
+    expect: Expectations = DEFAULT_EXPECTATIONS,
 ) -> Plan | None:
     """The commit that moves ``job`` to ``t.to_stage``; None for a duplicate. Raises on an illegal move."""
     if not spec.has_stage(t.to_stage):
@@ -112,6 +145,8 @@ def plan_transition(
         "updated_at": now,
         "heartbeat_at": now,
         "stale_at": stale_at_for(spec, t.to_stage, now, job.deadline_at),
+        "stuck_at": expect.stuck_at(spec, t.to_stage, now, job.next_poll_at),
+        "retrying_since": None,
         "event_count": job.event_count + 1,
         "last_event_at": now,
     }
@@ -153,6 +188,10 @@ def plan_retry(spec: PipelineSpec, job: Job, now: datetime, actor: str, retentio
         "heartbeat_at": now,
         "deadline_at": deadline,
         "stale_at": stale_at_for(spec, stage, now, deadline),
+        # Requeued: it waits its turn, and reads as retrying until the worker takes it.
+        "stuck_at": None,
+        "retrying_since": now,
+        "next_poll_at": None,  # the earlier attempt's schedule: its task is not this attempt's
         "event_count": job.event_count + 1,
         "last_event_at": now,
         **dict.fromkeys(spec.attempt_fields),
@@ -162,16 +201,21 @@ def plan_retry(spec: PipelineSpec, job: Job, now: datetime, actor: str, retentio
 
 
 def plan_heartbeat(
-    spec: PipelineSpec, job: Job, now: datetime, progress_text: str | None = None
+    spec: PipelineSpec,
+    job: Job,
+    now: datetime,
+    progress_text: str | None = None,
+    expect: Expectations = DEFAULT_EXPECTATIONS,
 ) -> dict[str, Any] | None:
     """A sign of life inside a long stage, optionally with a new progress text: pushes the stale
-    deadline, writes no event."""
+    and stuck deadlines, writes no event."""
     if job.status.is_terminal:
         return None
     patch: dict[str, Any] = {
         "heartbeat_at": now,
         "updated_at": now,
         "stale_at": stale_at_for(spec, job.stage, now, job.deadline_at),
+        "stuck_at": expect.stuck_at(spec, job.stage, now, job.next_poll_at),
     }
     if progress_text:
         patch["progress_text"] = progress_text

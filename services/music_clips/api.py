@@ -24,7 +24,7 @@ from services.auth import visible
 from services.errors import Forbidden, JobNotFound, JobtrailError, Unauthorized
 from services.http import json_response
 from services.jobs.models import JOB_ID_PATTERN, CamelModel, Heartbeat, is_job_id
-from services.jobs.repository import utcnow
+from services.jobs.repository import new_request_id, utcnow
 from services.music_clips.callback import handle_suno_callback
 from services.music_clips.config import CALLBACK_AUTH_PARAM, CALLBACK_PATH
 from services.music_clips.service import (
@@ -32,7 +32,6 @@ from services.music_clips.service import (
     RunOnceRequest,
     get_music_job,
     job_view,
-    new_request_id,
     run_once,
 )
 

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from urllib.parse import urlencode
 
 from services.jobs.models import Job
 from services.settings import Settings
 
 CALLBACK_PATH = "/api/webhooks/suno/music"
-# Suno calls back with no headers of ours, so the secret rides in the URL it was given.
+# Suno calls back with no headers of ours, so the authorization rides in the URL it was given. That
+# URL lands in request logs, so it opens one job attempt only: its token is an HMAC of the job and
+# the attempt under SUNO_CALLBACK_TOKEN, never the secret itself (services/music_clips/callback.py).
 CALLBACK_AUTH_PARAM = "token"
-# The job and attempt a generation was started for, so a callback that outruns the worker storing
-# the task id still finds its job (services/music_clips/callback.py).
 CALLBACK_JOB_PARAM = "jobId"
 CALLBACK_ATTEMPT_PARAM = "attempt"
 
 
+def callback_token(settings: Settings, job_id: str, attempt: int) -> str:
+    key = settings.suno_callback_token.get_secret_value().encode()
+    return hmac.new(key, f"{job_id}:{attempt}".encode(), hashlib.sha256).hexdigest()
+
+
 def suno_callback_url(settings: Settings, job: Job | None = None) -> str | None:
-    """The URL handed to Suno with a generation for ``job``; None when PUBLIC_BASE_URL is not set."""
+    """The URL handed to Suno with a generation for ``job`` (without a job: the bare endpoint);
+    None when PUBLIC_BASE_URL is not set."""
     if not settings.public_base_url:
         return None
-    params = {CALLBACK_AUTH_PARAM: settings.suno_callback_token.get_secret_value()}
-    if job is not None:
-        params |= {CALLBACK_JOB_PARAM: job.job_id, CALLBACK_ATTEMPT_PARAM: str(job.attempt)}
-    return f"{settings.public_base_url.rstrip('/')}{CALLBACK_PATH}?{urlencode(params)}"
+    url = f"{settings.public_base_url.rstrip('/')}{CALLBACK_PATH}"
+    if job is None:
+        return url
+    params = {
+        CALLBACK_JOB_PARAM: job.job_id,
+        CALLBACK_ATTEMPT_PARAM: str(job.attempt),
+        CALLBACK_AUTH_PARAM: callback_token(settings, job.job_id, job.attempt),
+    }
+    return f"{url}?{urlencode(params)}"
 
 
 def poll_delay_seconds(settings: Settings, polls: int) -> float:

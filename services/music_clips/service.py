@@ -1,15 +1,16 @@
 """Music Clips' service calls: start a run, apply a Suno result, show a job (seed 002's shapes).
 
-SUNO_NO_CREDITS: generation runs in the worker, after runOnce has answered, so runOnce asks Suno's
-cheap credit endpoint first (one attempt) and answers 402 at once when the balance cannot pay for
-a generation; the job is created all the same and marked failed, so it can be traced. If that
-check cannot reach Suno, runOnce does not guess: it queues the job, and a generate refused for
-credits later fails the job with error code SUNO_NO_CREDITS, which GET /jobs/{jobId} shows.
+SUNO_NO_CREDITS: generation runs in the worker, after runOnce has answered, so runOnce looks at
+Suno's balance first (services/music_clips/credits.py: a 0.5 s budget, the answer reused for 30 s,
+so runOnce stays under seed 002's 2 s however slow Suno is) and answers 402 at once when the
+balance cannot pay for a generation; the job is created all the same and marked failed, so it can
+be traced. If the balance cannot be told in time, runOnce does not guess: it queues the job, and a
+generate refused for credits later fails the job with error code SUNO_NO_CREDITS, which
+GET /jobs/{jobId} shows.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from services.errors import JobNotFound, JobtrailError, TransitionConflict
-from services.external.resilience import ExternalError
 from services.external.suno import SunoCallback, SunoRecord
 from services.jobs.models import JOB_ID_PATTERN, Job, JobError, build_job, heartbeat_of
 from services.jobs.state_machine import Transition
@@ -27,7 +27,7 @@ from services.music_clips.config import suno_callback_url
 from services.pipelines.music_clips import CALLBACK_URL_MESSAGE, CALLBACK_URL_NOT_CONFIGURED, MUSIC_CLIPS
 from services.publishing import publish_job
 from services.runtime import Runtime
-from services.telemetry import get_metrics
+from services.telemetry import current_trace_id_hex, get_metrics
 from services.telemetry.logging import bind_job, get_logger
 
 log = get_logger(__name__)
@@ -78,15 +78,6 @@ def _fail_at_intake(rt: Runtime, job: Job, code: str, message: str, *, retryable
         return rt.repo.get_job(job.job_id)
 
 
-def _credits_left(rt: Runtime) -> int | None:
-    """Suno's balance, or None if Suno cannot say right now (the worker will find out)."""
-    try:
-        return rt.suno.remaining_credits(max_attempts=1)
-    except ExternalError as exc:
-        log.warning("Suno credit check failed (%s); queueing the run anyway", exc.code)
-        return None
-
-
 def run_once(
     rt: Runtime,
     channel_id: str,
@@ -117,7 +108,10 @@ def run_once(
             "instrumental": request.instrumental,
         },
     )
-    job, created = rt.repo.create_job(new, actor=actor or f"user:{user_id}")
+    # The job names runOnce's trace, which the worker's spans continue over Pub/Sub.
+    job, created = rt.repo.create_job(
+        new, actor=actor or f"user:{user_id}", otel_trace_id=current_trace_id_hex()
+    )
     if created:
         get_metrics().job_started(job.pipeline)
     with bind_job(job):
@@ -129,7 +123,7 @@ def run_once(
             _fail_at_intake(rt, job, CALLBACK_URL_NOT_CONFIGURED, CALLBACK_URL_MESSAGE, retryable=False)
             log.error("runOnce refused: PUBLIC_BASE_URL is not set, Suno could not call back")
             raise CallbackUrlNotConfigured(CALLBACK_URL_MESSAGE, jobId=job.job_id)
-        credits = _credits_left(rt)
+        credits = rt.suno_credits.credits_left()  # within 0.5 s, or remembered (credits.py)
         if credits is not None and credits < rt.settings.suno_credits_per_generation:
             _fail_at_intake(rt, job, SunoCreditsExhausted.code, NO_CREDITS_MESSAGE, retryable=True)
             log.warning(
@@ -153,17 +147,24 @@ class SunoOutcome(StrEnum):
     ALREADY_FINISHED = "already_finished"  # a duplicate or late result: nothing changed
 
 
-def apply_suno_result(rt: Runtime, job: Job, result: SunoRecord | SunoCallback, *, actor: str) -> SunoOutcome:
+def apply_suno_result(
+    rt: Runtime,
+    job: Job,
+    result: SunoRecord | SunoCallback,
+    *,
+    actor: str,
+    task_id: str | None = None,
+) -> SunoOutcome:
     """Apply what Suno says about the job's task, once. Callback and poller both land here, and
     the state machine makes the first finished result win: a duplicate is a no-op, and nothing
     leaves a terminal stage (so a callback after a timeout or a cancel changes nothing).
 
     The result is for ``job`` as read by the caller: it applies only while the job is still in
     that attempt and waits on that task (or on none yet: a callback that outran the worker), and
-    stores the task id with the outcome."""
+    stores the task id with the outcome (``task_id``, default: the callback's, else the job's)."""
     if job.status.is_terminal:
         return SunoOutcome.ALREADY_FINISHED
-    task_id = result.task_id if isinstance(result, SunoCallback) else job.suno_task_id
+    task_id = task_id or (result.task_id if isinstance(result, SunoCallback) else job.suno_task_id)
     if result.succeeded and result.audio_url:
         outcome = SunoOutcome.SUCCEEDED
         transition = Transition(
@@ -210,11 +211,6 @@ def apply_suno_result(rt: Runtime, job: Job, result: SunoRecord | SunoCallback, 
 # ---- the job view ----------------------------------------------------------------------------
 
 
-def new_request_id(now: datetime) -> str:
-    """``req_<epoch ms>_<random>``, like the job ids (seed 002)."""
-    return f"req_{int(now.timestamp() * 1000)}_{secrets.token_hex(3)}"
-
-
 def iso(at: datetime) -> str:
     """``2024-12-26T21:00:00.000Z``: what the front end parses."""
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -255,7 +251,7 @@ def job_view(rt: Runtime, job: Job, *, request_id: str, now: datetime) -> dict[s
         "errorCode": job.error.code if job.error else None,
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
-        "heartbeat": heartbeat_of(job, now, rt.settings.stale_after_seconds).model_dump(by_alias=True),
+        "heartbeat": heartbeat_of(job, now).model_dump(by_alias=True),
         "traceId": job.trace_id,
         "requestId": request_id,
     }

@@ -21,7 +21,7 @@ DECLARED_DIR = Path(__file__).resolve().parent / "declared"
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
 # Job fields a retry may clear (the attempt-bound ones); anything else would erase history.
-ATTEMPT_FIELDS = frozenset({"suno_task_id"})
+ATTEMPT_FIELDS = frozenset({"suno_task_id", "suno_requested_at"})
 
 
 class DeclarationError(ValueError):
@@ -58,6 +58,8 @@ class PipelineDecl(_Strict):
     max_duration_seconds: int | None = Field(None, gt=0)
     retry_from: str | None = None
     attempt_fields: list[str] = Field(default_factory=list)
+    # The error a timed-out job shows its user where the front end expects one text (seed 002).
+    timeout_error_text: str | None = Field(None, min_length=1)
     reporters: dict[str, ReporterDecl] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -107,6 +109,7 @@ class PipelineDecl(_Strict):
             max_duration_seconds=self.max_duration_seconds,
             retry_from=self.retry_from,
             attempt_fields=tuple(self.attempt_fields),
+            timeout_error_text=self.timeout_error_text,
             reporters={name: frozenset(r.stages) for name, r in self.reporters.items()},
         )
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from services.music_clips.config import poll_delay_seconds, suno_callback_url
 from services.pipelines.registry import get_pipeline
-from services.pipelines.steps import NonRetryableError, Step, StepContext, StepResult
+from services.pipelines.steps import NonRetryableError, RetryLater, Step, StepContext, StepResult
 
 MUSIC_CLIPS = get_pipeline("music_clips")  # declared in declared/music_clips.yaml
 
@@ -30,12 +30,37 @@ def default_prompt(channel_id: str) -> str:
     return f"An original instrumental music clip for channel {channel_id}"
 
 
+SUNO_ANSWER_PENDING = "SUNO_ANSWER_PENDING"
+
+
 def request_generation(ctx: StepContext) -> StepResult:
-    """Start the Suno generation. Not idempotent on Suno's side (each call spends credits): a crash
-    between Suno's answer and the STAGE_30 commit makes the redelivery start a second task."""
-    callback_url = suno_callback_url(ctx.rt.settings, ctx.job)
+    """Start the Suno generation, once per attempt.
+
+    Suno's generate is not idempotent (each call spends credits), and its answer can be lost after
+    the task was created (a timeout, a crash before the STAGE_30 commit). So the attempt records
+    when it asked (``suno_requested_at``) before asking; a redelivery that finds that mark and no
+    task id asks again only once ``suno_lost_answer_wait_seconds`` have passed without a callback.
+    Any callback of the task names the job and attempt, and stores its task id (callback.py); the
+    redelivery then carries on with that task."""
+    repo, settings = ctx.rt.repo, ctx.rt.settings
+    callback_url = suno_callback_url(settings, ctx.job)
     if callback_url is None:
         raise NonRetryableError(CALLBACK_URL_NOT_CONFIGURED, CALLBACK_URL_MESSAGE)
+    job = repo.get_job(ctx.job.job_id)  # fresh: a callback may have named the task meanwhile
+    if job.suno_task_id is not None:
+        # The earlier call's task: its credits were spent, though that delivery could not say so.
+        return StepResult(
+            fields={"suno_task_id": job.suno_task_id},
+            usage={"suno_credits": float(settings.suno_credits_per_generation)},
+        )
+    if job.suno_requested_at is not None:
+        waited = (repo.clock() - job.suno_requested_at).total_seconds()
+        if waited < settings.suno_lost_answer_wait_seconds:
+            raise RetryLater(
+                SUNO_ANSWER_PENDING,
+                f"Suno was asked {waited:.0f}s ago and its answer was lost; waiting for its callback",
+            )
+    repo.update_fields(job.job_id, suno_requested_at=repo.clock())
     params = ctx.job.input
     task_id = ctx.rt.suno.generate(
         str(params.get("prompt") or default_prompt(ctx.job.source_id)),

@@ -60,6 +60,9 @@ class PipelineSpec:
     attempt_fields: tuple[str, ...] = ()
     # Reporting service -> the stages it may move this pipeline's jobs to (services/ingest).
     reporters: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
+    # The error a timed-out job shows its user, when the front end expects one text (seed 002);
+    # None: the sweeper's own explanation.
+    timeout_error_text: str | None = None
     _rank: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -26,12 +26,24 @@ class NonRetryableError(Exception):
         self.message = message
 
 
+class RetryLater(Exception):
+    """Not a failure: the step cannot go on yet (an outside answer is awaited); retried by redelivery."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass
 class StepResult:
     # Job fields to set with the ``done`` stage (snake_case model names: result, suno_task_id...).
     fields: dict[str, Any] = field(default_factory=dict)
     # What the step spent, by kind (compute_seconds, suno_credits, egress_bytes): see telemetry.cost.
     usage: dict[str, float] = field(default_factory=dict)
+    # What the step left behind, by name (downloaded, prepared, permalink): the attempt's execution
+    # record lists them, so an operator finds the files of a failed or slow attempt.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

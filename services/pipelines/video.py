@@ -17,6 +17,7 @@ def download(ctx: StepContext) -> StepResult:
     return StepResult(
         fields={"result": {**ctx.job.result, "downloaded": got.location}},
         usage={"egress_bytes": float(got.size_bytes)},
+        artifacts={"downloaded": got.location},
     )
 
 
@@ -31,6 +32,7 @@ def process(ctx: StepContext) -> StepResult:
             }
         },
         usage={"compute_seconds": prepared.compute_seconds},
+        artifacts={"prepared": prepared.location},
     )
 
 
@@ -46,7 +48,8 @@ def publish(ctx: StepContext) -> StepResult:
                 "mediaContainerId": published.media_container_id,
                 "permalink": published.permalink,
             }
-        }
+        },
+        artifacts={"permalink": published.permalink},
     )
 
 

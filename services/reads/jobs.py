@@ -106,12 +106,13 @@ def _seconds(duration: str) -> float:
 def situation_of(rt: Runtime, job: Job, executions: list[Execution], now: datetime) -> Situation:
     if job.status.is_terminal:
         return Situation(kind="finished", detail=f"{job.status.value} in {job.stage}")
-    heartbeat = heartbeat_of(job, now, rt.settings.stale_after_seconds)
+    heartbeat = heartbeat_of(job, now)
     if heartbeat.is_stale:
         return Situation(
             kind="stuck",
-            detail=f"no heartbeat for {heartbeat.seconds_since_update}s in {job.stage} "
-            f"(stale after {rt.settings.stale_after_seconds}s; the sweeper times it out at the stage's limit)",
+            detail=f"nothing expected by {job.stuck_at} happened (a poll, the end of a step, a redelivery); "
+            f"last heartbeat {heartbeat.seconds_since_update}s ago in {job.stage}; "
+            "the sweeper times it out at the stage's limit",
         )
     last = executions[-1] if executions else None
     if last is not None and last.status is ExecutionStatus.FAIL and not last.queued_to_dlq:

@@ -347,9 +347,7 @@ FAILED = (JobStatus.FAILED.value, JobStatus.TIMED_OUT.value)
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
-def summary_specs(
-    q: SummaryQuery, now: datetime, stale_after_seconds: int, user_id: str | None
-) -> SummarySpecs:
+def summary_specs(q: SummaryQuery, now: datetime, user_id: str | None) -> SummarySpecs:
     since = now - timedelta(hours=24)
     cost_equals = tuple(
         (name, value)
@@ -362,11 +360,8 @@ def summary_specs(
         running=QuerySpec(equals=(("status", JobStatus.RUNNING.value),)),
         finished=QuerySpec(range_field="finishedAt", range_from=since),
         failed=QuerySpec(one_of=("status", FAILED), range_field="finishedAt", range_from=since),
-        stale=QuerySpec(
-            one_of=("status", ACTIVE),
-            range_field="heartbeatAt",
-            range_to=now - timedelta(seconds=stale_after_seconds),
-        ),
+        # stuckAt exists only on active jobs that expect something, so one range reads them.
+        stale=QuerySpec(range_field="stuckAt", range_to=now),
         dead_letters=dead_letter_spec(DeadLetterFilter()),
         durations=QuerySpec(range_field="finished_at", range_from=since),
         cost=QuerySpec(
@@ -390,9 +385,9 @@ def summary_shapes() -> Iterator[tuple[str, QuerySpec, str | None]]:
             for user in (None, "u"):
                 for ranged in (False, True):
                     q = SummaryQuery(**{n: "x" for n in names}, createdFrom=now if ranged else None)
-                    specs = summary_specs(q, now, 60, user)
+                    specs = summary_specs(q, now, user)
                     yield "jobs", specs.cost, COST_FIELD
-    specs = summary_specs(SummaryQuery(), now, 60, None)
+    specs = summary_specs(SummaryQuery(), now, None)
     for spec in (specs.queued, specs.running, specs.finished, specs.failed, specs.stale, specs.dead_letters):
         yield "jobs", spec, None
     yield "executions", specs.durations, DURATION_FIELD

@@ -19,7 +19,7 @@ def summary(rt: Runtime, principal: Principal, query: SummaryQuery) -> Summary:
     repo = rt.repo
     now = repo.clock()
     user_id = None if principal.is_admin else principal.subject
-    specs = summary_specs(query, now, rt.settings.stale_after_seconds, user_id)
+    specs = summary_specs(query, now, user_id)
 
     def count(spec: QuerySpec) -> int:
         return int(repo.aggregate("jobs", spec, count=True)["count"])

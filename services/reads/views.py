@@ -22,8 +22,10 @@ from services.jobs.models import (
     Job,
     JobError,
     JobEvent,
+    Liveness,
     QueueState,
     heartbeat_of,
+    liveness_of,
 )
 from services.pipelines.spec import JobStatus
 from services.settings import Settings
@@ -60,6 +62,13 @@ class JobView(CamelModel):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat: Heartbeat
+    liveness: Liveness = Field(
+        description="waiting (its turn, or on Suno within schedule), running, retrying, stuck, finished"
+    )
+    stuck_at: datetime | None = Field(
+        description="When the job reads as stuck if nothing happens first (null: nothing is overdue-able)."
+    )
+    retrying_since: datetime | None
     error: JobError | None
     cost: Cost
     result: dict[str, Any]
@@ -72,7 +81,8 @@ class JobView(CamelModel):
     def of(cls, job: Job, settings: Settings, now: datetime) -> JobView:
         return cls(
             **job.model_dump(include=set(cls.model_fields) & set(Job.model_fields)),
-            heartbeat=heartbeat_of(job, now, settings.stale_after_seconds),
+            heartbeat=heartbeat_of(job, now),
+            liveness=liveness_of(job, now),
             links=JobLinks(
                 trace=cloud_trace_url(settings, job.otel_trace_id) if job.otel_trace_id else None,
                 logs=cloud_logging_url(settings, job.trace_id),
@@ -201,7 +211,10 @@ class Summary(Envelope):
         alias="meanDurationMs24h", description="Mean action_duration_ms of attempts finished in 24 h."
     )
     dlq_size: int = Field(description="Dead-lettered jobs not replayed yet.")
-    stale_jobs: int = Field(description="Active jobs without a heartbeat for stale_after_seconds.")
+    stale_jobs: int = Field(
+        description="Stuck jobs: something expected by now (a poll, the worker's step, a redelivery) "
+        "did not happen. Jobs waiting their turn or on Suno within schedule do not count."
+    )
     cost: CostSummary
     generated_at: datetime
 

@@ -43,7 +43,6 @@ METRIC_NAMES = (
     "stage_duration_seconds",
     "jobs_in_flight",
     "stale_jobs_found_total",
-    "queue_backlog",
     "job_cost_total",
 )
 
@@ -153,11 +152,6 @@ class Metrics:
         self._stale_found = meter.create_counter(
             "stale_jobs_found_total", unit="1", description="Stale jobs the sweeper found, by pipeline."
         )
-        self._backlog = meter.create_gauge(
-            "queue_backlog",
-            unit="1",
-            description="Undelivered messages of a subscription when last measured.",
-        )
         self._cost = meter.create_counter(
             "job_cost_total",
             unit="1",
@@ -211,9 +205,6 @@ class Metrics:
     def stale_found(self, pipeline: str, n: int) -> None:
         if n > 0:
             self._stale_found.add(int(n), {"pipeline": pipeline})
-
-    def set_backlog(self, subscription: str, n: int) -> None:
-        self._backlog.set(int(n), {"subscription": subscription})
 
     def cost(self, pipeline: str, kind: str, amount: float) -> None:
         # Always a float: Cloud Monitoring fixes a metric's value type from its first point.

@@ -20,7 +20,7 @@ import contextvars
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,17 +28,19 @@ from typing import Any
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
-from services.errors import InvalidInput, JobNotFound, TransitionConflict
+from infra.topology import load_topology
+from services.errors import IllegalTransition, InvalidInput, JobNotFound, TransitionConflict
 from services.jobs.models import Execution, ExecutionStatus, Job, JobError
-from services.jobs.repository import TransitionResult
+from services.jobs.repository import TransitionResult, new_request_id
 from services.jobs.state_machine import Transition
 from services.messages import JobMessage, PushEnvelope
 from services.pipelines.handlers import get_steps
 from services.pipelines.registry import get_pipeline
 from services.pipelines.spec import JobStatus, PipelineSpec
-from services.pipelines.steps import NonRetryableError, Step, StepContext, StepResult
+from services.pipelines.steps import NonRetryableError, RetryLater, Step, StepContext, StepResult
 from services.runtime import Runtime
 from services.telemetry import bind_job, bind_labels, consumer_span, get_metrics, get_tracer
+from services.telemetry.redaction import Redactor, secret_values
 
 log = logging.getLogger(__name__)
 tracer = get_tracer(__name__)
@@ -51,6 +53,9 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     FutureTimeout,
     ConnectionError,
 )
+
+
+HANDLER_TIMEOUT = "HANDLER_TIMEOUT"
 
 
 class Verdict(StrEnum):
@@ -79,14 +84,8 @@ class JobCancelled(Exception):
 
 
 def _took(result: TransitionResult) -> Job:
-    """The job after a worker's transition; counts it finished if this very write finished it.
-
-    Two attempts of one job can overlap (one past its delivery deadline, one redelivered) and both
-    see the job reach its last stage, but only one transaction wrote that stage: counting there
-    keeps jobs_finished_total equal to the jobs the worker finished in Firestore.
-    """
-    if result.applied and result.job.status.is_terminal:
-        get_metrics().job_finished(result.job.pipeline, result.job.status)
+    """The job after a worker's transition (the repository counts it finished if this very write
+    finished it: of two overlapping attempts, only one transaction wrote the last stage)."""
     return result.job
 
 
@@ -96,12 +95,14 @@ def classify(exc: BaseException) -> tuple[str, bool]:
 
     if isinstance(exc, NonRetryableError):
         return exc.code, False
+    if isinstance(exc, RetryLater):
+        return exc.code, True
     if isinstance(exc, PermanentExternalError):
         return exc.code, False
     if isinstance(exc, ExternalError):
         return exc.code, True
     if isinstance(exc, FutureTimeout | TimeoutError):
-        return "HANDLER_TIMEOUT", True
+        return HANDLER_TIMEOUT, True
     if isinstance(exc, INFRASTRUCTURE_ERRORS) or isinstance(exc.__cause__, INFRASTRUCTURE_ERRORS):
         # The second: the Firestore client gives up on a contended transaction with a ValueError
         # raised from the last Aborted.
@@ -118,6 +119,13 @@ class Worker:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.repo = rt.repo
+        # How long Pub/Sub may take to redeliver a nacked message, by subscription (its backoff).
+        self._redelivery_within = {
+            name: float(sub.retry_policy.maximum_backoff.removesuffix("s"))
+            for name, sub in load_topology().subscriptions.items()
+        }
+        # This deployment's own secrets, whether or not telemetry has registered them yet.
+        self._redactor = Redactor(secret_values(rt.settings))
         self._slots = threading.BoundedSemaphore(rt.settings.worker_max_concurrency)
         self._deliveries = ThreadPoolExecutor(
             max_workers=rt.settings.worker_max_concurrency, thread_name_prefix="delivery"
@@ -150,23 +158,27 @@ class Worker:
             return DeliveryOutcome(Verdict.NACK, "DEADLINE_EXCEEDED")
 
     def _handle_traced(self, envelope: PushEnvelope) -> DeliveryOutcome:
-        with consumer_span(
-            f"worker {envelope.subscription_name}",
-            envelope.message.attributes,
-            attributes={"messaging.message.id": envelope.message.message_id},
-        ) as span:
-            outcome = self._handle(envelope)
+        request_id = new_request_id(self.repo.clock())
+        with (
+            bind_labels(requestId=request_id),
+            consumer_span(
+                f"worker {envelope.subscription_name}",
+                envelope.message.attributes,
+                attributes={"messaging.message.id": envelope.message.message_id},
+            ) as span,
+        ):
+            outcome = self._handle(envelope, request_id)
             span.set_attribute("jobtrail.outcome", outcome.reason)
-        log.info(
-            "delivery %s: %s (%s)",
-            envelope.message.message_id,
-            outcome.verdict,
-            outcome.reason,
-            extra={"fields": {"jobId": outcome.job_id, "executionId": outcome.execution_id}},
-        )
+            log.info(
+                "delivery %s: %s (%s)",
+                envelope.message.message_id,
+                outcome.verdict,
+                outcome.reason,
+                extra={"fields": {"jobId": outcome.job_id, "executionId": outcome.execution_id}},
+            )
         return outcome
 
-    def _handle(self, envelope: PushEnvelope) -> DeliveryOutcome:
+    def _handle(self, envelope: PushEnvelope, request_id: str) -> DeliveryOutcome:
         try:
             message = envelope.job_message()
         except InvalidInput as exc:
@@ -183,7 +195,7 @@ class Worker:
         if paused:
             return DeliveryOutcome(Verdict.NACK, "QUEUE_PAUSED", job_id=job.job_id)
 
-        execution = self._open_execution(envelope, message, job)
+        execution = self._open_execution(envelope, message, job, request_id)
         if execution is None:
             attempt = envelope.delivery_attempt or 1
             existing = self.repo.get_execution(self.repo.execution_id(envelope.message.message_id, attempt))
@@ -204,7 +216,9 @@ class Worker:
                 self._fail(job_id, "BAD_PAYLOAD", exc.message, retryable=False)
         return DeliveryOutcome(Verdict.ACK, "BAD_PAYLOAD", job_id=job_id)
 
-    def _open_execution(self, envelope: PushEnvelope, message: JobMessage, job: Job) -> Execution | None:
+    def _open_execution(
+        self, envelope: PushEnvelope, message: JobMessage, job: Job, request_id: str
+    ) -> Execution | None:
         """The record of this delivery attempt; None if Pub/Sub delivered this attempt twice."""
         attempt = envelope.delivery_attempt or 1
         execution = Execution(
@@ -215,14 +229,23 @@ class Worker:
             subscription=envelope.subscription_name,
             attempt=attempt,
             started_at=self.repo.clock(),
-            payload_snapshot={
-                "data": message.model_dump(mode="json"),
-                "attributes": envelope.message.attributes,
-            },
+            # What the job was started with (seed 004: the event's original data), which a replay
+            # runs again, beside the message that carried it; redacted, as the record outlives it.
+            payload_snapshot=self._redactor.redact(
+                {
+                    "input": job.input,
+                    "message": {
+                        "data": message.model_dump(mode="json"),
+                        "attributes": envelope.message.attributes,
+                    },
+                }
+            ),
             trace_id=job.trace_id,
             account_id=job.account_id,
             scenario_id=job.scenario_id,
             source_id=job.source_id,
+            user_id=job.user_id,
+            request_id=request_id,
         )
         if envelope.delivery_attempt is None:
             return self.repo.start_next_execution(execution)
@@ -240,10 +263,11 @@ class Worker:
         return outcome
 
     def _run_attempt(self, spec: PipelineSpec, job: Job, execution: Execution) -> DeliveryOutcome:
+        artifacts: dict[str, str] = {}  # filled by each step this attempt finishes
         try:
-            final = self._run_steps(spec, job)
+            final = self._run_steps(spec, job, artifacts)
         except JobCancelled:
-            self._close(execution, ExecutionStatus.CANCELLED)
+            self._close(execution, ExecutionStatus.CANCELLED, artifacts=artifacts)
             return DeliveryOutcome(Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id)
         except TransitionConflict as exc:
             # Someone else (a concurrent delivery, the sweeper, a cancel) moved the job under us.
@@ -255,9 +279,11 @@ class Worker:
                 ExecutionStatus.FAIL,
                 last_error=f"superseded: {exc.message}",
                 retryable=not finished,
+                artifacts=artifacts,
             )
             if finished:
                 return DeliveryOutcome(Verdict.ACK, "SUPERSEDED", job.job_id, execution.execution_id)
+            self._mark_retrying(job, execution)
             return DeliveryOutcome(Verdict.NACK, "CONFLICT", job.job_id, execution.execution_id)
         except Exception as exc:
             code, retryable = classify(exc)
@@ -266,15 +292,26 @@ class Worker:
             if not retryable:
                 with contextlib.suppress(TransitionConflict):
                     self._fail(job.job_id, code, str(exc), retryable=False)
-            self._close(execution, ExecutionStatus.FAIL, last_error=message, retryable=retryable)
+            # A handler that overran handler_timeout_seconds is a timeout, not a failure, on record:
+            # what an operator looks for when attempts hang (runbooks/dlq.md).
+            status = ExecutionStatus.TIMEOUT if code == HANDLER_TIMEOUT else ExecutionStatus.FAIL
+            self._close(execution, status, last_error=message, retryable=retryable, artifacts=artifacts)
             if retryable:
+                self._mark_retrying(job, execution)
                 return DeliveryOutcome(Verdict.NACK, "RETRY", job.job_id, execution.execution_id)
             return DeliveryOutcome(Verdict.ACK, "FAILED", job.job_id, execution.execution_id)
         status = ExecutionStatus.CANCELLED if final.status is JobStatus.CANCELLED else ExecutionStatus.SUCCESS
-        self._close(execution, status)
+        self._close(execution, status, artifacts=artifacts)
         return DeliveryOutcome(Verdict.ACK, "DONE", job.job_id, execution.execution_id)
 
-    def _run_steps(self, spec: PipelineSpec, job: Job) -> Job:
+    def _mark_retrying(self, job: Job, execution: Execution) -> None:
+        within = self._redelivery_within.get(queue_name(self.rt, execution.subscription), 600.0)
+        try:
+            self.repo.mark_retrying(job.job_id, within)
+        except INFRASTRUCTURE_ERRORS:
+            log.warning("could not mark job %s as retrying", job.job_id)
+
+    def _run_steps(self, spec: PipelineSpec, job: Job, artifacts: dict[str, str]) -> Job:
         for step in get_steps(spec.name):
             if spec.rank(job.stage) >= spec.rank(step.done):
                 continue  # finished by an earlier attempt: never repeat a finished stage
@@ -287,7 +324,7 @@ class Worker:
                         job.job_id, Transition(step.start, actor="worker", expected_stage=job.stage)
                     )
                 )
-            job = self._run_step(step, job)
+            job = self._run_step(step, job, artifacts)
         return job
 
     def _check_boundary(self, spec: PipelineSpec, job: Job) -> Job:
@@ -305,7 +342,7 @@ class Worker:
             raise JobCancelled(job.job_id)
         return job
 
-    def _run_step(self, step: Step, job: Job) -> Job:
+    def _run_step(self, step: Step, job: Job, artifacts: dict[str, str]) -> Job:
         current = {"job": job}
 
         def advance(stage: str, **fields: Any) -> Job:
@@ -330,8 +367,9 @@ class Worker:
             # The handler thread inherits this one's context: its logs keep the job's labels and
             # its outgoing calls become children of this stage's span.
             future = self._handlers.submit(contextvars.copy_context().run, step.handler, ctx)
-            result: StepResult = future.result(timeout=self.rt.settings.handler_timeout_seconds)
+            result = self._await_step(future, job, step)
             seconds = time.monotonic() - started
+            artifacts.update(result.artifacts)
             self._record_usage(job, result, seconds)
             before = current["job"]
             done = _took(
@@ -343,6 +381,37 @@ class Worker:
         get_metrics().stage_finished(job.pipeline, step.start, seconds)
         log.info("job %s: %s done in %.3fs", job.job_id, step.name, seconds)
         return done
+
+    def _await_step(self, future: Future[StepResult], job: Job, step: Step) -> StepResult:
+        """The handler's result within handler_timeout_seconds (else FutureTimeout). A cancel
+        requested meanwhile is seen within cancel_check_seconds: the job is cancelled where it
+        stands and the handler's thread abandoned (its outside call may still finish; its result is
+        dropped and its writes meet a finished job)."""
+        settings = self.rt.settings
+        deadline = time.monotonic() + settings.handler_timeout_seconds
+        while True:
+            try:
+                return future.result(
+                    timeout=max(0.0, min(settings.cancel_check_seconds, deadline - time.monotonic()))
+                )
+            except FutureTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+            if self.repo.get_job(job.job_id).cancel_requested:
+                self._cancel_mid_step(job, step)
+
+    def _cancel_mid_step(self, job: Job, step: Step) -> None:
+        spec = get_pipeline(job.pipeline)
+        message = f"cancelled during step {step.name} in {step.start}; its outside call was abandoned"
+        with contextlib.suppress(TransitionConflict, IllegalTransition):
+            _took(
+                self.repo.transition(
+                    job.job_id, Transition(spec.cancelled.name, actor="worker", message=message)
+                )
+            )
+        if self.repo.get_job(job.job_id).status is JobStatus.CANCELLED:
+            log.info("job %s: %s", job.job_id, message)
+            raise JobCancelled(job.job_id)
 
     def _record_usage(self, job: Job, result: StepResult, seconds: float) -> None:
         from services.telemetry.cost import cost_items
@@ -376,10 +445,15 @@ class Worker:
         *,
         last_error: str | None = None,
         retryable: bool | None = None,
+        artifacts: dict[str, str] | None = None,
     ) -> None:
         try:
             self.repo.finish_execution(
-                execution.execution_id, status, last_error=last_error, retryable=retryable
+                execution.execution_id,
+                status,
+                last_error=last_error,
+                retryable=retryable,
+                artifact_paths=artifacts,
             )
         except INFRASTRUCTURE_ERRORS:
             # The outcome still stands (a nack still retries); the record shows in_progress until

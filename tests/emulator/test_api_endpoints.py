@@ -15,8 +15,18 @@ from pydantic import SecretStr
 from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import hash_api_key, mint_token
-from services.jobs.models import Execution, ExecutionStatus, Job, JobCreate, JobError
+from services.jobs.models import (
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobCreate,
+    JobError,
+    Liveness,
+    heartbeat_of,
+    liveness_of,
+)
 from services.jobs.state_machine import Transition
+from services.reads.queries import SummaryQuery, summary_specs
 from services.runtime import Runtime
 from services.settings import Settings
 
@@ -350,11 +360,8 @@ def test_summary_counts_from_aggregations(rt, client, catalogue):
     )
     record_execution(rt, succeeded, "d1", ExecutionStatus.SUCCESS)
     record_execution(rt, succeeded, "d2", ExecutionStatus.SUCCESS)
-    # a running job whose heartbeat is older than stale_after_seconds
-    rt.repo.update_fields(
-        catalogue["a2"].job_id,
-        heartbeat_at=rt.repo.clock() - timedelta(seconds=rt.settings.stale_after_seconds + 5),
-    )
+    # a running job whose step should have ended by now: stuck (a1, queued, only waits its turn)
+    rt.repo.update_fields(catalogue["a2"].job_id, stuck_at=rt.repo.clock() - timedelta(seconds=5))
 
     body = client.get("/api/summary", headers={"X-API-Key": API_KEY}).get_json()
     assert (body["queued"], body["active"]) == (1, 1)  # a1; a2
@@ -430,3 +437,26 @@ def test_summary_of_an_empty_system_has_no_rates(client):
     assert (body["queued"], body["active"], body["dlqSize"], body["staleJobs"]) == (0, 0, 0, 0)
     assert body["failureRate24h"] is None and body["meanDurationMs24h"] is None
     assert body["cost"] == {**body["cost"], "total": 0.0, "jobs": 0}
+
+
+def test_500_queued_jobs_behind_a_slow_worker_read_waiting_and_only_a_stuck_one_counts(rt, client):
+    queued = [make_job(rt, source=f"q{i}") for i in range(500)]
+    # One job the worker took and then never finished its step.
+    stuck = walk(rt, make_job(rt, source="hung"), "downloading")
+    later = rt.repo.clock() + timedelta(minutes=30)  # the backlog drains slowly; nothing is lost
+
+    def stale_count(at) -> int:
+        return int(
+            rt.repo.aggregate("jobs", summary_specs(SummaryQuery(), at, None).stale, count=True)["count"]
+        )
+
+    assert stale_count(later) == 1
+    for job in (queued[0], queued[-1]):
+        job = rt.repo.get_job(job.job_id)
+        assert liveness_of(job, later) is Liveness.WAITING and not heartbeat_of(job, later).is_stale
+    assert liveness_of(rt.repo.get_job(stuck.job_id), later) is Liveness.STUCK
+    # The API tells them apart too.
+    view = client.get(f"/api/jobs/{queued[0].job_id}", headers=auth(rt, "alice")).get_json()
+    assert view["liveness"] == "waiting" and view["stuckAt"] is None
+    view = client.get(f"/api/jobs/{stuck.job_id}", headers=auth(rt, "alice")).get_json()
+    assert view["liveness"] == "running" and view["stuckAt"] is not None

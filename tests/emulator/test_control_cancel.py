@@ -20,21 +20,29 @@ def owner(rt) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(rt.settings, OWNER)}"}
 
 
-def test_cancel_mid_pipeline_stops_at_the_next_stage_boundary(stack, world):
-    world.configure(processor={"latency_ms": 1500})
+def test_cancel_stops_a_running_step_without_waiting_for_its_outside_call(stack, world):
+    world.configure(processor={"latency_ms": 1800})
     repo = stack.rt.repo
     client = create_app(stack.rt).test_client()
     job_id = post_webhook(stack, webhook_body()).json()["jobId"]
     wait_for(lambda: repo.get_job(job_id).stage == "processing", what="the job to be processing")
 
     response = client.delete(f"/api/jobs/{job_id}", headers=owner(stack.rt))
-    assert response.status_code == 202, response.get_json()  # inside a stage: stops at its end
+    assert response.status_code == 202, response.get_json()  # inside a step: its worker stops it
     assert response.get_json()["cancelRequested"] is True and response.get_json()["status"] == "running"
 
     job = wait_for(settled(repo, job_id), what="the job to stop")
     assert job.status is JobStatus.CANCELLED and job.stage == "cancelled"
-    stages = [e.to_stage for e in repo.list_events(job_id)]
-    assert stages == ["received", "downloading", "downloaded", "processing", "processed", "cancelled"]
+    events = repo.list_events(job_id)
+    # Stopped mid-step: "processed" never came, and the event says where it stopped.
+    assert [e.to_stage for e in events] == [
+        "received",
+        "downloading",
+        "downloaded",
+        "processing",
+        "cancelled",
+    ]
+    assert events[-1].actor == "worker" and "step process in processing" in events[-1].message
     assert world.stats()["calls"].get("instagram.publish", 0) == 0  # publishing never started
     [execution] = repo.list_executions(job_id)
     assert execution.status is ExecutionStatus.CANCELLED

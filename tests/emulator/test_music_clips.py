@@ -22,14 +22,16 @@ from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import mint_token
 from services.control import retry_job
-from services.jobs.models import Job
-from services.music_clips.config import CALLBACK_PATH
+from services.jobs.models import Job, Liveness, heartbeat_of, liveness_of
+from services.music_clips.config import callback_token, suno_callback_url
 from services.music_clips.poller import poll_music_jobs
 from services.pipelines.music_clips import MUSIC_CLIPS
 from services.pipelines.spec import JobStatus
+from services.reads.queries import SummaryQuery, summary_specs
 from services.runtime import Runtime
 from services.settings import Settings
 from services.sweeper import sweep_stale_jobs
+from services.telemetry import Telemetry
 from services.worker.http import handle_dead_letter, handle_push
 from tests.emulator.conftest import TEST_BACKOFF
 from tests.helpers import wait_for
@@ -39,6 +41,10 @@ pytestmark = pytest.mark.emulator
 ALL_STAGES = [s.name for s in MUSIC_CLIPS.stages]
 FAR_FUTURE = timedelta(hours=1)
 UNKNOWN_JOB = "job_1703616000000_abc123"
+# Seed 002's STAGE_99 example, letter for letter: the front end shows it as is.
+SEED_TIMEOUT_TEXT = (
+    "Превышено время ожидания генерации (10 минут). Проверьте статус в Suno или попробуйте снова."
+)
 
 
 @dataclass
@@ -74,14 +80,15 @@ class MusicStack:
             f"{self.api_url}/api/music-clips/jobs/{job_id}", headers=self.auth(caller, role), timeout=10
         )
 
-    def callback(self, body: dict[str, Any], token: str | None = None) -> requests.Response:
-        token = self.rt.settings.suno_callback_token.get_secret_value() if token is None else token
-        return requests.post(
-            f"{self.api_url}{CALLBACK_PATH}",
-            params={"token": token} if token else None,
-            json=body,
-            timeout=10,
-        )
+    def callback(self, body: dict[str, Any], job: Job, *, token: str | None = None) -> requests.Response:
+        """POST ``body`` to the callback URL issued for ``job``'s current attempt (``token``: instead)."""
+        url = suno_callback_url(self.rt.settings, job)
+        assert url is not None
+        if token is not None:
+            url = url.replace(
+                f"token={callback_token(self.rt.settings, job.job_id, job.attempt)}", f"token={token}"
+            )
+        return requests.post(url, json=body, timeout=10)
 
     def reaches(self, job_id: str, stage: str, timeout: float = 30) -> Job:
         def probe() -> Job | None:
@@ -195,6 +202,88 @@ def test_run_once_answers_202_then_the_callback_brings_success(music):
     assert music.rt.repo.find_due_suno_polls(music.rt.repo.clock() + FAR_FUTURE, 10) == []
 
 
+@pytest.fixture
+def traced_music(music_settings, clients, repo, world) -> Iterator[tuple[MusicStack, Telemetry]]:
+    """The music stack with spans kept in memory, as deployed outside Google Cloud."""
+    settings = music_settings.model_copy(update={"trace_exporter": "memory"})
+    telemetry = Telemetry.create(settings)
+    with telemetry.activated():
+        for stack in serve_music(settings, clients, world):
+            yield stack, telemetry
+    telemetry.shutdown()
+
+
+def test_a_run_stores_its_trace_id_and_the_job_page_links_to_that_trace(traced_music):
+    music, telemetry = traced_music
+    music.world.configure(suno={"callback_delay_s": 0.5})
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_50_SUNO_SUCCESS")
+    assert job.otel_trace_id is not None and len(job.otel_trace_id) == 32
+
+    def worker_span_of_trace() -> list[Any] | None:
+        spans = telemetry.span_exporter.get_finished_spans()
+        mine = [s.name for s in spans if f"{s.context.trace_id:032x}" == job.otel_trace_id]
+        return mine if any(name.startswith("worker ") for name in mine) else None
+
+    # runOnce's request and the worker's delivery are one trace, the one the job names.
+    names = wait_for(worker_span_of_trace, timeout=10, what="the worker's span in the run's trace")
+    assert any("runOnce" in name for name in names or []), names
+    detail = requests.get(
+        f"{music.api_url}/api/jobs/{job.job_id}", headers=music.auth("user-1"), timeout=10
+    ).json()
+    assert detail["otelTraceId"] == job.otel_trace_id
+    assert f"tid={job.otel_trace_id}" in detail["links"]["trace"]
+
+
+def stale_jobs_at(rt: Runtime, at) -> int:
+    """The header's "Stale" count as of ``at``."""
+    return int(rt.repo.aggregate("jobs", summary_specs(SummaryQuery(), at, None).stale, count=True)["count"])
+
+
+def test_a_four_minute_generation_with_a_late_callback_reads_not_stale_throughout(music):
+    music.world.configure(suno={"result": "never"})  # Suno keeps saying "generating"
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_40_SUNO_PENDING")
+    repo, start = music.rt.repo, music.rt.repo.clock()
+    for second in range(0, 245, 5):
+        at = start + timedelta(seconds=second)
+        if second and second % 60 == 0:
+            poll_music_jobs(music.rt, now=at)  # Cloud Scheduler's one-minute tick
+        current = repo.get_job(job.job_id)
+        assert liveness_of(current, at) is Liveness.WAITING, (second, current.stuck_at)
+        assert not heartbeat_of(current, at).is_stale, second
+        assert stale_jobs_at(music.rt, at) == 0, second
+    assert music.world.stats()["calls"]["suno.record_info"] == 4
+    music.world.finish_task(job.suno_task_id)  # Suno is done, and calls back
+    music.reaches(job.job_id, "STAGE_50_SUNO_SUCCESS")
+
+
+def test_a_job_whose_poller_stopped_reads_stale_within_a_minute_plus_grace(music):
+    music.world.configure(suno={"result": "never"})
+    job = music.reaches(music.run_once().json()["jobId"], "STAGE_40_SUNO_PENDING")
+    assert job.next_poll_at is not None  # the first poll is due; no poller ever comes
+    grace = timedelta(seconds=music.rt.settings.stale_after_seconds)
+    before, after = job.next_poll_at + grace, job.next_poll_at + grace + timedelta(seconds=1)
+    assert not heartbeat_of(job, before).is_stale and stale_jobs_at(music.rt, before) == 0
+    assert heartbeat_of(job, after).is_stale and liveness_of(job, after) is Liveness.STUCK
+    assert stale_jobs_at(music.rt, after) == 1
+    assert after - music.rt.repo.clock() <= timedelta(seconds=61) + grace
+
+
+def test_jobs_finished_by_the_callback_the_poller_or_the_sweeper_are_counted_finished(music, mocker):
+    metrics = mocker.patch("services.jobs.repository.get_metrics").return_value
+    by_callback = waiting_job(music)
+    music.world.finish_task(by_callback.suno_task_id)
+    music.reaches(by_callback.job_id, "STAGE_50_SUNO_SUCCESS")
+    by_poller = waiting_job(music)
+    music.world.finish_task(by_poller.suno_task_id, "fail", call_back=False)
+    poll_music_jobs(music.rt, now=music.rt.repo.clock() + FAR_FUTURE)
+    by_sweeper = waiting_job(music)
+    sweep_stale_jobs(music.rt, now=music.rt.repo.clock() + timedelta(minutes=11))
+    counted = sorted(str(c.args[1]) for c in metrics.job_finished.call_args_list)
+    assert counted == ["failed", "succeeded", "timed_out"], metrics.job_finished.call_args_list
+    assert all(c.args[0] == "music_clips" for c in metrics.job_finished.call_args_list)
+    assert music.rt.repo.get_job(by_sweeper.job_id).stage == "STAGE_99_TIMEOUT"
+
+
 def test_with_callbacks_off_the_poller_finishes_the_job_with_backoff(music):
     music.world.configure(suno={"callbacks_enabled": False, "callback_delay_s": 5.0})
     job_id = music.run_once().json()["jobId"]
@@ -223,7 +312,7 @@ def test_with_callbacks_off_the_poller_finishes_the_job_with_backoff(music):
     assert repo.find_due_suno_polls(now + 2 * FAR_FUTURE, 10) == []
 
     # The first of poll and callback wins: a callback now changes nothing.
-    late = music.callback(complete_callback(job.suno_task_id))
+    late = music.callback(complete_callback(job.suno_task_id), job)
     assert late.status_code == 200 and late.json()["outcome"] == "already_finished"
     assert repo.list_events(job_id) == events and repo.get_job(job_id).result == job.result
 
@@ -290,6 +379,51 @@ def test_a_callback_that_outruns_the_worker_storing_the_task_id_still_finishes_t
     assert music.world.stats()["calls"]["suno.generate"] == 1
 
 
+def test_a_redelivery_after_a_lost_generate_answer_waits_for_the_task_instead_of_paying_again(music):
+    # Suno creates the task but its answer never arrives in time (the first lost answer is the
+    # credit check's); nor does any callback, for now.
+    music.world.configure(
+        suno={
+            "callbacks_enabled": False,
+            "result": "never",
+            "lose_response_next_n": 2,
+            "lost_response_stall_ms": 3000,  # past the client's 2 s timeout
+        }
+    )
+    job_id = music.run_once().json()["jobId"]
+    repo = music.rt.repo
+
+    def a_redelivery_that_waited():
+        executions = repo.list_executions(job_id)
+        return any((e.last_error or "").startswith("SUNO_ANSWER_PENDING") for e in executions)
+
+    wait_for(a_redelivery_that_waited, timeout=30, what="a redelivery waiting for the lost answer")
+    assert music.world.stats()["calls"]["suno.generate"] == 1
+    [task_id] = music.world.stats()["suno_tasks"]
+    music.world.finish_task(task_id)  # the task calls back, naming the job and attempt
+    job = music.reaches(job_id, "STAGE_50_SUNO_SUCCESS")
+    assert job.suno_task_id == task_id and music.world.stats()["calls"]["suno.generate"] == 1
+
+
+def test_a_text_callback_names_the_task_for_a_redelivery_that_lost_generates_answer(music):
+    music.world.configure(
+        suno={
+            "callbacks_enabled": False,
+            "result": "never",
+            "lose_response_next_n": 2,
+            "lost_response_stall_ms": 3000,
+        }
+    )
+    job_id = music.run_once().json()["jobId"]
+    [task_id] = wait_for(lambda: list(music.world.stats()["suno_tasks"]), what="the task Suno created")
+    job = music.rt.repo.get_job(job_id)
+    text = {"code": 200, "msg": "Text done", "data": {"callbackType": "text", "task_id": task_id, "data": []}}
+    assert music.callback(text, job).json()["outcome"] == "pending"
+    # The redelivery carries on with that task: no second generation.
+    pending = music.reaches(job_id, "STAGE_40_SUNO_PENDING")
+    assert pending.suno_task_id == task_id and music.world.stats()["calls"]["suno.generate"] == 1
+
+
 def test_a_callback_for_an_earlier_attempts_task_is_not_taken_for_the_retry(music):
     job = waiting_job(music)
     old_task = job.suno_task_id
@@ -303,13 +437,7 @@ def test_a_callback_for_an_earlier_attempts_task_is_not_taken_for_the_retry(musi
     assert again.suno_task_id and again.suno_task_id != old_task
 
     # The first attempt's task finishes late and calls back with the first attempt's URL.
-    late_url = {"token": music.rt.settings.suno_callback_token.get_secret_value(), "jobId": job.job_id}
-    late = requests.post(
-        f"{music.api_url}{CALLBACK_PATH}",
-        params=late_url | {"attempt": "1"},
-        json=complete_callback(old_task),
-        timeout=10,
-    )
+    late = music.callback(complete_callback(old_task), job)  # job as read then: attempt 1
     assert late.status_code == 404 and late.json()["error"] == "JOB_NOT_FOUND"
     assert repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
@@ -350,11 +478,12 @@ def test_a_task_that_never_finishes_times_out_and_a_late_callback_changes_nothin
     assert (report.found, report.timed_out, report.by_pipeline) == (1, 1, {"music_clips": 1})
     timed_out = repo.get_job(job.job_id)
     assert timed_out.stage == "STAGE_99_TIMEOUT" and timed_out.status is JobStatus.TIMED_OUT
-    assert timed_out.error.code == "DEADLINE_EXCEEDED" and "600s limit" in timed_out.error.message
+    assert timed_out.error.code == "DEADLINE_EXCEEDED" and timed_out.error.message == SEED_TIMEOUT_TEXT
     events = repo.list_events(job.job_id)
     assert events[-1].actor == "sweeper" and "STAGE_40_SUNO_PENDING" in events[-1].message
+    assert "600s limit" in events[-1].message  # operators keep the sweeper's explanation
 
-    late = music.callback(complete_callback(job.suno_task_id))
+    late = music.callback(complete_callback(job.suno_task_id), job)
     assert late.status_code == 200 and late.json()["outcome"] == "already_finished"
     # The poller finds the leftover schedule, clears it, and does not bother Suno.
     polled = poll_music_jobs(music.rt, now=repo.clock() + FAR_FUTURE)
@@ -364,7 +493,7 @@ def test_a_task_that_never_finishes_times_out_and_a_late_callback_changes_nothin
 
     body = music.get_job(job.job_id).json()
     assert body["stage"] == "STAGE_99_TIMEOUT" and body["progressText"] == "Превышено время ожидания"
-    assert "600s limit" in body["error"] and body["errorCode"] == "DEADLINE_EXCEEDED"
+    assert body["error"] == SEED_TIMEOUT_TEXT and body["errorCode"] == "DEADLINE_EXCEEDED"
 
 
 @pytest.mark.parametrize("token", ["", "wrong-token"])
@@ -372,21 +501,82 @@ def test_callback_with_a_bad_token_is_401_and_changes_nothing(music, token):
     job = waiting_job(music)
     events = music.rt.repo.list_events(job.job_id)
     secret = music.rt.settings.suno_callback_token.get_secret_value()
-    response = music.callback(complete_callback(job.suno_task_id), token=token)
+    response = music.callback(complete_callback(job.suno_task_id), job, token=token)
     assert response.status_code == 401 and response.json()["error"] == "UNAUTHORIZED"
     assert secret not in response.text
     assert music.rt.repo.list_events(job.job_id) == events
     assert music.rt.repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
 
-def test_callback_for_an_unknown_task_is_404(music):
-    response = music.callback(complete_callback(f"unknown-{uuid.uuid4().hex[:6]}"))
+def test_the_callback_url_carries_no_secret_only_a_token_for_its_job_attempt(music):
+    job = waiting_job(music)
+    url = suno_callback_url(music.rt.settings, job)
+    assert url is not None and music.rt.settings.suno_callback_token.get_secret_value() not in url
+    # The URL the fake Suno was handed is exactly that one.
+    assert music.world.task_callback_url(job.suno_task_id) == url
+
+
+def test_another_jobs_callback_url_opens_nothing_for_this_job(music):
+    job = waiting_job(music)
+    other = waiting_job(music)
+    events = music.rt.repo.list_events(job.job_id)
+    # other's URL (say, read from a request log) with job's task in the body:
+    forged = music.callback(complete_callback(job.suno_task_id), other)
+    assert forged.status_code == 404
+    # ...or job's id in other's URL with other's token:
+    url = suno_callback_url(music.rt.settings, other)
+    assert url is not None
+    swapped = requests.post(
+        url.replace(other.job_id, job.job_id), json=complete_callback(job.suno_task_id), timeout=10
+    )
+    assert swapped.status_code == 401
+    assert music.rt.repo.list_events(job.job_id) == events
+    assert "suno.record_info" not in music.world.stats()["calls"]
+
+
+def test_a_replayed_callback_url_after_the_job_finished_or_was_retried_changes_nothing(music):
+    job = waiting_job(music)
+    music.world.finish_task(job.suno_task_id)
+    done = music.reaches(job.job_id, "STAGE_50_SUNO_SUCCESS")
+    events = music.rt.repo.list_events(job.job_id)
+    replay = music.callback(complete_callback(job.suno_task_id, "https://evil.example/x.mp3"), job)
+    assert replay.status_code == 200 and replay.json()["outcome"] == "already_finished"
+    assert music.rt.repo.get_job(job.job_id).result == done.result
+    assert music.rt.repo.list_events(job.job_id) == events
+
+    # A timed-out then retried job: the first attempt's URL does not reach the second attempt.
+    first = waiting_job(music)
+    sweep_stale_jobs(music.rt, now=music.rt.repo.clock() + timedelta(minutes=11))
+    retry_job(music.rt, first.job_id, actor="test")
+    second = music.reaches(first.job_id, "STAGE_40_SUNO_PENDING")
+    stale = music.callback(complete_callback(second.suno_task_id), first)  # attempt 1's URL
+    assert stale.status_code == 404
+    assert music.rt.repo.get_job(first.job_id).stage == "STAGE_40_SUNO_PENDING"
+
+
+def test_a_forged_success_for_a_task_suno_reports_pending_is_not_applied(music):
+    job = waiting_job(music)
+    forged = music.callback(complete_callback(job.suno_task_id, "https://evil.example/x.mp3"), job)
+    assert forged.status_code == 200 and forged.json()["outcome"] == "pending"
+    current = music.rt.repo.get_job(job.job_id)
+    assert current.stage == "STAGE_40_SUNO_PENDING" and "audioUrl" not in current.result
+    assert music.world.stats()["calls"]["suno.record_info"] == 1  # Suno was asked, and said pending
+    # When Suno is really done, the job takes Suno's own audio URL.
+    music.world.finish_task(job.suno_task_id)
+    done = music.reaches(job.job_id, "STAGE_50_SUNO_SUCCESS")
+    assert done.result["audioUrl"].endswith(f"{job.suno_task_id}-1.mp3")
+
+
+def test_callback_for_a_task_that_is_not_the_attempts_is_404(music):
+    job = waiting_job(music)
+    response = music.callback(complete_callback(f"unknown-{uuid.uuid4().hex[:6]}"), job)
     assert response.status_code == 404 and response.json()["error"] == "JOB_NOT_FOUND"
-    assert music.rt.repo.count_jobs() == 0
+    assert music.rt.repo.get_job(job.job_id).stage == "STAGE_40_SUNO_PENDING"
 
 
 def test_malformed_callback_is_400(music):
-    response = music.callback({"code": 200, "data": {"callbackType": "complete"}})
+    job = waiting_job(music)
+    response = music.callback({"code": 200, "data": {"callbackType": "complete"}}, job)
     assert response.status_code == 400 and response.json()["error"] == "INVALID_INPUT"
 
 
@@ -432,6 +622,18 @@ def test_when_the_credit_check_cannot_run_a_refused_generation_fails_the_job(mus
     assert music.world.stats()["calls"]["suno.generate"] == 1  # not retried: topping up is a person's job
     view = music.get_job(job.job_id).json()
     assert view["errorCode"] == "SUNO_NO_CREDITS" and view["progressText"] == "Ошибка при генерации"
+
+
+@pytest.mark.parametrize("suno", [{"latency_ms": 5000}, {"fail_next_n": 1000}], ids=["slow", "down"])
+def test_a_slow_or_down_credit_endpoint_is_asked_once_with_a_budget_and_runs_are_queued(music, suno):
+    music.world.configure(suno={**suno, "callbacks_enabled": False})
+    responses = [music.run_once(f"channel_{i}") for i in range(6)]
+    assert [r.status_code for r in responses] == [202] * 6, [r.text for r in responses]
+    # One budgeted look per 30 s: the other five runs reuse "could not tell" and are queued at once.
+    assert music.world.stats()["calls"]["suno.credit"] == 1
+    for response in responses:
+        job = music.rt.repo.get_job(response.json()["jobId"])
+        assert job.queued_message_id is not None and job.stage != "STAGE_90_FAILED"
 
 
 def test_suno_generation_failure_reported_by_callback_fails_the_job(music):

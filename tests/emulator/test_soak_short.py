@@ -29,6 +29,8 @@ SHORT = SoakPlan(
 @pytest.mark.timeout(600)
 def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     result = run_soak(SHORT, tmp_path / "stack", progress=lambda line: None)
+    # Kept beside the stack's logs for whoever reads the figures (extra generations, latencies).
+    (tmp_path / "result.json").write_text(json.dumps(result, indent=1, default=str))
 
     failed = [c for c in result["checks"] if not c["ok"]]
     assert result["ok"], json.dumps(failed, indent=1, default=str)

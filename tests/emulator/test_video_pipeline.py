@@ -249,7 +249,7 @@ def test_overlapping_attempts_count_the_job_finished_once(stack, world, mocker):
     )
     # Publishing is slow, so both attempts are inside it at once.
     world.configure(instagram={"latency_ms": 1500})
-    metrics = mocker.patch("services.worker.engine.get_metrics").return_value
+    metrics = mocker.patch("services.jobs.repository.get_metrics").return_value
 
     def deliver(attempt: int):
         envelope = push_body(job, "overlap-1", "video-worker", delivery_attempt=attempt)

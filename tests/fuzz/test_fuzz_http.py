@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 
 from services.auth.credentials import mint_token
 from services.intake import SIGNATURE_HEADER, sign
-from services.music_clips.config import CALLBACK_AUTH_PARAM, CALLBACK_PATH
+from services.music_clips.config import (
+    CALLBACK_ATTEMPT_PARAM,
+    CALLBACK_AUTH_PARAM,
+    CALLBACK_JOB_PARAM,
+    CALLBACK_PATH,
+)
+from services.music_clips.config import callback_token as music_callback_token
 from services.worker.http import MAX_PUSH_BYTES
 from tests.fuzz.conftest import Endpoints
 from tests.fuzz.profiles import fuzz_settings
@@ -139,14 +145,19 @@ def test_dlq_analyzer(endpoints, method, path, body, headers):
     check(response, before, after)
 
 
-def callback_token(endpoints: Endpoints) -> str:
-    return endpoints.rt.settings.suno_callback_token.get_secret_value()
+FUZZ_JOB_ID = "job_1703616000000_abc123"
+
+
+def callback_params(endpoints: Endpoints) -> dict[str, str]:
+    """A genuine callback URL's query for one (absent) job attempt: the fuzzed bodies get past auth."""
+    token = music_callback_token(endpoints.rt.settings, FUZZ_JOB_ID, 1)
+    return {CALLBACK_JOB_PARAM: FUZZ_JOB_ID, CALLBACK_ATTEMPT_PARAM: "1", CALLBACK_AUTH_PARAM: token}
 
 
 @fuzz_settings(EXAMPLES)
 @given(METHODS, PATHS, bodies(VALID_CALLBACK), HEADERS, QUERY, st.booleans())
 def test_suno_callback(endpoints, method, path, body, headers, query, with_token):
-    params = {**query, CALLBACK_AUTH_PARAM: callback_token(endpoints)} if with_token else query
+    params = {**query, **callback_params(endpoints)} if with_token else query
     response, before, after = exchange(
         endpoints, "suno_callback", method=method, path=path, body=body, headers=headers, params=params
     )
@@ -224,7 +235,7 @@ def test_api_music_clips_run_once(endpoints, channel, body, headers, who, idempo
     st.booleans(),
 )
 def test_api_other_routes_outside_the_openapi_document(endpoints, method, path, body, headers, who, token):
-    params = {CALLBACK_AUTH_PARAM: callback_token(endpoints)} if token else {}
+    params = callback_params(endpoints) if token else {}
     response, before, after = exchange(
         endpoints,
         "api",
@@ -263,8 +274,10 @@ OVERSIZED = [
 
 
 def _params(endpoints: Endpoints, params: dict[str, str]) -> dict[str, str]:
+    if "token" in params:
+        return callback_params(endpoints)
     settings = endpoints.rt.settings
-    secrets = {"token": settings.suno_callback_token, "auth_token": settings.alert_relay_token}
+    secrets = {"auth_token": settings.alert_relay_token}
     return {k: secrets[k].get_secret_value() for k in params}
 
 

@@ -144,7 +144,11 @@ def test_callback_is_delivered_to_a_loopback_receiver(
     assert callback.succeeded
     assert callback.audio_url == f"{world.url}/suno/audio/{task_id}-1.mp3"
     assert callbacks_sent(world, 1) == {"sent": 1}
-    assert world.stats()["suno_tasks"][task_id] == {"status": "SUCCESS", "callbacks_sent": 1}
+    assert world.stats()["suno_tasks"][task_id] == {
+        "status": "SUCCESS",
+        "callbacks_sent": 1,
+        "job_attempt": None,
+    }
 
 
 def test_duplicate_callbacks_arrive_twice_with_the_same_outcome(

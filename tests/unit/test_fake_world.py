@@ -108,7 +108,11 @@ def test_callbacks_go_to_loopback_only(world: FakeWorld) -> None:
         time.sleep(0.02)
 
     assert world.stats()["callbacks"] == {"refused": 1}
-    assert world.stats()["suno_tasks"][task_id] == {"status": "SUCCESS", "callbacks_sent": 0}
+    assert world.stats()["suno_tasks"][task_id] == {
+        "status": "SUCCESS",
+        "callbacks_sent": 0,
+        "job_attempt": None,
+    }
 
 
 def test_suno_requires_a_bearer_token(world: FakeWorld) -> None:

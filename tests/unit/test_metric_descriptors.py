@@ -33,7 +33,6 @@ def exported_descriptors() -> dict[str, MetricDescriptor]:
         with metrics.in_flight("video"):
             pass
         metrics.stale_found("music_clips", 2)
-        metrics.set_backlog("video-worker", 3)
         metrics.cost("video", "compute", 0.01)
         assert telemetry.force_flush()
     finally:

@@ -44,7 +44,19 @@ def assert_request_id(response) -> None:
 CALLBACK = {"code": 200, "msg": "ok", "data": {"callbackType": "complete", "task_id": "t-1", "data": []}}
 
 
-@pytest.mark.parametrize("query", ["", "?token=", "?token=wrong", f"?token={TOKEN}x", f"?other={TOKEN}"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?token=",
+        "?token=wrong",
+        f"?token={TOKEN}x",
+        f"?other={TOKEN}",
+        # The secret itself no longer opens anything: only its HMAC for one job attempt does.
+        f"?token={TOKEN}",
+        f"?jobId=job_1703616000000_abc123&attempt=1&token={TOKEN}",
+    ],
+)
 def test_callback_without_the_right_token_is_401(client, query):
     response = client.post(f"/api/webhooks/suno/music{query}", json=CALLBACK)
     assert response.status_code == 401

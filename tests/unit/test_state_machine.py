@@ -7,8 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.errors import IllegalTransition, TransitionConflict
-from services.jobs.models import Job, JobError, heartbeat_of, make_trace_id
-from services.jobs.state_machine import Transition, plan_heartbeat, plan_retry, plan_transition
+from services.jobs.models import Job, JobError, Liveness, heartbeat_of, liveness_of, make_trace_id
+from services.jobs.state_machine import (
+    Expectations,
+    Transition,
+    plan_heartbeat,
+    plan_retry,
+    plan_transition,
+)
 from services.pipelines.music_clips import MUSIC_CLIPS
 from services.pipelines.spec import JobStatus
 from services.pipelines.video import VIDEO
@@ -155,12 +161,47 @@ def test_heartbeat_of_a_finished_job_writes_nothing():
 
 
 def test_heartbeat_view_matches_seed_002():
-    job = job_at("processing")
-    assert heartbeat_of(job, T0 + timedelta(seconds=75), 60).model_dump(by_alias=True) == {
+    # The worker moved it into processing at T0 and has not finished the step 75 s later, past the
+    # step's expected time: stuck, so stale.
+    job = job_at("downloaded").model_copy(update=move(job_at("downloaded"), "processing", now=T0).patch)
+    expect = Expectations(worker_seconds=70, grace_seconds=60)
+    job = job.model_copy(update={"stuck_at": expect.stuck_at(VIDEO, "processing", T0, None)})
+    assert heartbeat_of(job, T0 + timedelta(seconds=75)).model_dump(by_alias=True) == {
         "secondsSinceUpdate": 75,
         "isStale": True,
     }
-    assert not heartbeat_of(job_at("published"), T0 + timedelta(hours=1), 60).is_stale
+    assert not heartbeat_of(job_at("published"), T0 + timedelta(hours=1)).is_stale
+
+
+def test_a_queued_job_waits_its_turn_and_is_never_stuck_however_long_it_waits():
+    queued = job_at("received")
+    assert Expectations().stuck_at(VIDEO, "received", T0, None) is None
+    assert liveness_of(queued, T0 + timedelta(hours=2)) is Liveness.WAITING
+    assert not heartbeat_of(queued, T0 + timedelta(hours=2)).is_stale
+
+
+def test_a_job_waiting_on_suno_is_stuck_only_once_its_scheduled_poll_is_overdue_by_the_grace():
+    expect = Expectations(worker_seconds=110, grace_seconds=60)
+    next_poll = T0 + timedelta(seconds=120)
+    job = job_at("STAGE_30_SUNO_TASK_CREATED", MUSIC_CLIPS, next_poll_at=next_poll)
+    plan = plan_transition(
+        MUSIC_CLIPS, job, Transition("STAGE_40_SUNO_PENDING", actor="worker"), T0, RET, expect
+    )
+    assert plan is not None
+    pending = job.model_copy(update=plan.patch)
+    assert pending.stuck_at == next_poll + timedelta(seconds=60)
+    assert liveness_of(pending, next_poll + timedelta(seconds=60)) is Liveness.WAITING
+    assert liveness_of(pending, next_poll + timedelta(seconds=61)) is Liveness.STUCK
+
+
+def test_a_retried_job_reads_retrying_and_any_move_clears_it():
+    failed = job_at(
+        "failed", error=JobError(code="X", message="x", retryable=True), resume_stage="processing"
+    )
+    retried = failed.model_copy(update=plan_retry(VIDEO, failed, T0, "admin", RET).patch)
+    assert liveness_of(retried, T0 + timedelta(hours=1)) is Liveness.RETRYING and retried.stuck_at is None
+    moved = retried.model_copy(update=move(retried, "processed").patch)
+    assert moved.retrying_since is None and liveness_of(moved, T0 + timedelta(seconds=6)) is Liveness.RUNNING
 
 
 def test_trace_id_joins_the_three_ids_and_rejects_empty_parts():

@@ -96,8 +96,14 @@
     if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
     return new Date(t).toLocaleDateString();
   }
-  const isStale = (job) =>
-    ACTIVE.has(job.status) && (Date.now() - ms(job.heartbeatAt)) / 1000 > state.staleAfterSeconds;
+  // Stale means stuck: something expected by stuckAt (a poll, the end of a step, a redelivery) has not
+  // happened. A job waiting its turn in a queue, or on Suno within its schedule, has no stuckAt due.
+  const isStale = (job) => ACTIVE.has(job.status) && Boolean(job.stuckAt) && Date.now() > ms(job.stuckAt);
+  function liveness(job) {
+    if (!ACTIVE.has(job.status)) return "finished";
+    if (isStale(job)) return "stuck";
+    return job.liveness === "stuck" ? "running" : job.liveness || "running";
+  }
 
   // ---- sign in / out ------------------------------------------------------------------------
   function showLogin(message = "") {
@@ -338,6 +344,7 @@
     setText(cells.stage, job.stage);
     cells.stage.title = job.progressText || "";
     cells.stage.classList.toggle("stale", isStale(job));
+    cells.stage.dataset.liveness = liveness(job);
     setText(cells.accountId, job.accountId);
     setText(cells.userId, job.userId);
     setText(cells.attempt, String(job.attempt));
@@ -490,7 +497,8 @@
     const status = $("d-status");
     status.textContent = job.status + (job.cancelRequested && ACTIVE.has(job.status) ? " (cancel requested)" : "");
     status.className = `status-big pill ${job.status}`;
-    $("d-stage").textContent = `Stage ${job.stage}: ${job.progressText || ""} · attempt ${job.attempt}`;
+    $("d-stage").textContent = `Stage ${job.stage}: ${job.progressText || ""} · attempt ${job.attempt}`
+      + (ACTIVE.has(job.status) ? ` · ${liveness(job)}` : "");
     renderIds(job);
     $("btn-retry").hidden = !RETRYABLE.has(job.status);
     $("btn-cancel").hidden = !ACTIVE.has(job.status) || job.cancelRequested;
@@ -610,9 +618,9 @@
     const stale = $("d-stale");
     stale.hidden = !isStale(job);
     if (!stale.hidden) {
-      const age = Math.round((Date.now() - ms(job.heartbeatAt)) / 1000);
-      stale.textContent = `Stale: no heartbeat for ${age} s (expected within ${state.staleAfterSeconds} s). `
-        + "The sweeper times the job out if it stays silent.";
+      const late = Math.round((Date.now() - ms(job.stuckAt)) / 1000);
+      stale.textContent = `Stuck: what was expected (a poll, the end of a step, a redelivery) is ${late} s `
+        + "overdue. The sweeper times the job out if it stays silent.";
     }
     if (ACTIVE.has(job.status) && state.timeline) renderTimeline();
   }

@@ -43,11 +43,11 @@ locals {
       ]
     },
     {
-      title = "Backlog: oldest unacked message age (s) and queue_backlog"
+      title = "Backlog: oldest unacked message age (s) and undelivered messages"
       unit  = "s / messages"
       data = [
         { filter = "${local.pubsub_metric}/oldest_unacked_message_age\" AND resource.label.subscription_id = one_of(${local.one_of["work"]})", aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", group_by = ["resource.label.subscription_id"], period = "60s" },
-        { filter = local.metric["queue_backlog"], aligner = "ALIGN_MEAN", reducer = "REDUCE_SUM", group_by = ["metric.label.subscription"], period = "60s" },
+        { filter = "${local.pubsub_metric}/num_undelivered_messages\" AND resource.label.subscription_id = one_of(${local.one_of["work"]})", aligner = "ALIGN_MAX", reducer = "REDUCE_MAX", group_by = ["resource.label.subscription_id"], period = "60s" },
       ]
     },
     {

@@ -95,10 +95,46 @@ locals {
         },
       ]
     }
+    "worker-failures" = {
+      display_name = "Worker failures outgrow successes"
+      severity     = "ERROR"
+      description  = "For a workflow_id, worker_failure_total grew more than worker_success_total over ${var.thresholds.failure_window_seconds / 60} minutes (seed 004): most attempts fail, retries included."
+      conditions = [
+        {
+          display_name = "worker_failure_total / worker_success_total > 1 (per workflow)"
+          filter       = local.metric["worker_failure_total"]
+          denominator  = local.metric["worker_success_total"]
+          aligner      = "ALIGN_DELTA"
+          reducer      = "REDUCE_SUM"
+          group_by     = ["metric.label.workflow_id"]
+          period       = "${var.thresholds.failure_window_seconds}s"
+          threshold    = 1
+          duration     = "0s"
+        },
+      ]
+    }
+    "action-duration" = {
+      display_name = "Worker action duration spike"
+      severity     = "WARNING"
+      description  = "The p95 of worker_action_duration_seconds for a workflow_id stayed above ${var.thresholds.action_p95_seconds} s for 5 minutes (the handler timeout is 50 s): steps hang or an outside service slowed down."
+      conditions = [
+        {
+          display_name = "worker_action_duration_seconds p95 > ${var.thresholds.action_p95_seconds}s (per workflow)"
+          filter       = local.metric["worker_action_duration_seconds"]
+          denominator  = null
+          aligner      = "ALIGN_PERCENTILE_95"
+          reducer      = "REDUCE_MAX"
+          group_by     = ["metric.label.workflow_id"]
+          period       = "300s"
+          threshold    = var.thresholds.action_p95_seconds
+          duration     = "300s"
+        },
+      ]
+    }
     "backlog" = {
       display_name = "Queue backlog"
       severity     = "WARNING"
-      description  = "The oldest unacknowledged message of a work subscription is older than ${var.thresholds.backlog_age_seconds / 60} minutes: workers are not keeping up, paused, or failing."
+      description  = "A work subscription's oldest unacknowledged message is older than ${var.thresholds.backlog_age_seconds / 60} minutes, or more than ${var.thresholds.backlog_messages} messages wait in it (Pub/Sub's own subscription metrics): workers are not keeping up, paused, or failing."
       conditions = [
         {
           display_name = "oldest unacked message age > ${var.thresholds.backlog_age_seconds}s"
@@ -109,6 +145,17 @@ locals {
           group_by     = ["resource.label.subscription_id"]
           period       = "60s"
           threshold    = var.thresholds.backlog_age_seconds
+          duration     = "300s"
+        },
+        {
+          display_name = "undelivered messages > ${var.thresholds.backlog_messages}"
+          filter       = "${local.pubsub_metric}/num_undelivered_messages\" AND resource.label.subscription_id = one_of(${local.one_of["work"]})"
+          denominator  = null
+          aligner      = "ALIGN_MAX"
+          reducer      = "REDUCE_MAX"
+          group_by     = ["resource.label.subscription_id"]
+          period       = "60s"
+          threshold    = var.thresholds.backlog_messages
           duration     = "300s"
         },
       ]
@@ -167,7 +214,7 @@ locals {
         },
         {
           display_name = "Suno circuit breaker opened"
-          filter       = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.breaker_open.name}\" AND resource.type = \"cloud_run_revision\" AND metric.label.external_service = \"suno\""
+          filter       = "metric.type = \"logging.googleapis.com/user/${google_logging_metric.breaker_open.name}\" AND resource.type = \"cloud_run_revision\" AND metric.label.external_service = \"Suno\""
           denominator  = null
           aligner      = "ALIGN_DELTA"
           reducer      = "REDUCE_SUM"
@@ -180,7 +227,7 @@ locals {
     }
   }
 
-  runbook_urls = { for key in keys(local.alerts) : key => "${var.runbook_base_url}/${key}.md" }
+  runbook_urls = { for key in concat(keys(local.alerts), [local.worker_silent]) : key => "${var.runbook_base_url}/${key}.md" }
 
   channels = concat(
     [google_monitoring_notification_channel.relay.name],
@@ -228,9 +275,10 @@ resource "google_logging_metric" "breaker_open" {
   project     = var.project_id
   name        = "${var.prefix}breaker-open"
   description = "A circuit breaker in front of an external service (Suno, Instagram, the video source) opened."
-  filter      = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name =~ \"^${var.prefix}\" AND jsonPayload.message =~ \"^circuit breaker for [^ :]+: [a-z-]+ -> open\""
+  # Service names have spaces ("video source"): the name runs up to the colon.
+  filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name =~ \"^${var.prefix}\" AND jsonPayload.message =~ \"^circuit breaker for [^:]+: [a-z-]+ -> open\""
   label_extractors = {
-    external_service = "REGEXP_EXTRACT(jsonPayload.message, \"^circuit breaker for ([^ :]+):\")"
+    external_service = "REGEXP_EXTRACT(jsonPayload.message, \"^circuit breaker for ([^:]+):\")"
   }
 
   metric_descriptor {

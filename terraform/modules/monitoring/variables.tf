@@ -70,6 +70,11 @@ variable "subscriptions" {
   })
 }
 
+variable "worker_service" {
+  description = "Full Cloud Run service name of the pipeline worker, whose silence is alerted on."
+  type        = string
+}
+
 variable "services" {
   description = "Full Cloud Run service names whose 5xx responses are alerted on."
   type        = list(string)
@@ -84,6 +89,9 @@ variable "thresholds" {
     backlog_age_seconds           = optional(number, 600)
     dead_letter_undrained_seconds = optional(number, 600)
     server_errors_per_second      = optional(number, 0.05)
+    action_p95_seconds            = optional(number, 30)
+    backlog_messages              = optional(number, 1000)
+    worker_silent_seconds         = optional(number, 600)
   })
   default = {}
 }

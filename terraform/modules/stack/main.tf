@@ -245,6 +245,7 @@ module "monitoring" {
   relay_token      = module.secrets.generated_values["ALERT_RELAY_TOKEN"]
   slack_auth_token = var.slack_auth_token
   services         = values(module.functions.service_names)
+  worker_service   = module.functions.service_names["pipeline_worker"]
 
   notification = {
     relay_url     = module.functions.urls["alert_relay"]

@@ -88,6 +88,30 @@ run "every_alert_policy_notifies_and_links_its_runbook" {
   }
 }
 
+run "seed_004_signals_are_alert_policies" {
+  command = apply
+
+  assert {
+    condition     = alltrue([for name in ["worker-failures", "action-duration", "worker-silent", "backlog", "dlq"] : contains(keys(output.stack.alert_policies), name)])
+    error_message = "Seed 004's signals (failures outgrowing successes, duration spike, silent worker, backlog, DLQ) must each be an alert policy."
+  }
+
+  assert {
+    condition     = output.stack.alert_policies["worker-silent"].combiner == "AND" && output.stack.alert_policies["worker-silent"].condition_count == 2
+    error_message = "The silent-worker alert must need both log absence and undelivered messages."
+  }
+
+  assert {
+    condition     = output.stack.alert_policies["backlog"].condition_count == 2
+    error_message = "The backlog alert must watch both the oldest unacked age and the undelivered count."
+  }
+
+  assert {
+    condition     = alltrue([for name in ["worker-failures", "action-duration", "worker-silent"] : length(output.stack.alert_policies[name].notification_channels) == 3 && fileexists("../../../runbooks/${name}.md")])
+    error_message = "Every new alert notifies all channels and has its runbook."
+  }
+}
+
 run "services_are_least_privilege_and_guarded" {
   command = apply
 
