@@ -85,8 +85,14 @@ def subscriptions_by_role() -> dict[str, list[str]]:
     """The pubsub module's roles: work (pushed to the worker), dead_letter (to the DLQ analyzer),
     parking (pulled by a person)."""
     roles: dict[str, list[str]] = {"work": [], "dead_letter": [], "parking": []}
-    for name, sub in load_topology().subscriptions.items():
-        role = {"pipeline_worker": "work", "dlq_analyzer": "dead_letter", None: "parking"}[sub.push_to]
+    topology = load_topology()
+    dead_letter_topics = {sub.dead_letter_topic for sub in topology.subscriptions.values()}
+    # The same rule as the module's outputs (terraform/modules/pubsub/outputs.tf).
+    for name, sub in topology.subscriptions.items():
+        if sub.topic not in dead_letter_topics:
+            role = "work"
+        else:
+            role = "dead_letter" if sub.push_to is not None else "parking"
         roles[role].append(f"{PREFIX}{name}")
     return roles
 

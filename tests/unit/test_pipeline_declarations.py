@@ -48,7 +48,13 @@ def test_every_shipped_declaration_loads_and_the_built_in_pipelines_keep_their_s
     assert specs["video"].topic == "video-jobs" and specs["video"].reporters == {}
     music = specs["music_clips"]
     assert music.max_duration_seconds == 600 and music.retry_from == "STAGE_10_REQUEST_ACCEPTED"
-    assert music.attempt_fields == ("suno_task_id",) and music.timed_out.name == "STAGE_99_TIMEOUT"
+    assert (
+        music.attempt_fields == ("suno_task_id", "suno_requested_at")
+        and music.timed_out.name == "STAGE_99_TIMEOUT"
+    )
+    assert music.timeout_error_text is not None and music.timeout_error_text.startswith(
+        "Превышено время ожидания генерации"
+    )
     assert specs["clip_render"].topic is None
     assert specs["clip_render"].reporters == {
         "clip-render": frozenset({"rendering", "rendered", "uploading", "delivered"})
