@@ -147,7 +147,10 @@ def test_the_overview_says_waiting_retrying_stuck_or_finished(rt):
     body = client.get(f"/api/jobs/{job_id}/overview", headers=auth(rt)).json
     assert [e["attempts"] for e in body["executions"]] == [1] and body["timeline"]["events"]
 
-    later = rt.repo.clock() + timedelta(seconds=rt.settings.stale_after_seconds + 5)
+    # Stuck means overdue: nothing it waited for (here, the redelivery) came by its stuckAt.
+    stuck_at = rt.repo.get_job(job_id).stuck_at
+    assert stuck_at is not None
+    later = stuck_at + timedelta(seconds=1)
     stale_rt = Runtime(rt.settings, rt.clients)
     stale_rt.repo.clock = lambda: later  # type: ignore[method-assign]
     stuck = create_app(stale_rt).test_client().get(f"/api/jobs/{job_id}/overview", headers=auth(rt)).json
