@@ -55,6 +55,13 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the world is broken right now. The second test: the Firestore client
+    gives up on a contended transaction (or one that meets a held lock) with a ValueError raised
+    from the last Aborted."""
+    return isinstance(exc, INFRASTRUCTURE_ERRORS) or isinstance(exc.__cause__, INFRASTRUCTURE_ERRORS)
+
+
 HANDLER_TIMEOUT = "HANDLER_TIMEOUT"
 
 
@@ -103,9 +110,7 @@ def classify(exc: BaseException) -> tuple[str, bool]:
         return exc.code, True
     if isinstance(exc, FutureTimeout | TimeoutError):
         return HANDLER_TIMEOUT, True
-    if isinstance(exc, INFRASTRUCTURE_ERRORS) or isinstance(exc.__cause__, INFRASTRUCTURE_ERRORS):
-        # The second: the Firestore client gives up on a contended transaction with a ValueError
-        # raised from the last Aborted.
+    if is_infrastructure_error(exc):
         return "DEPENDENCY_UNAVAILABLE", True
     return "UNEXPECTED_ERROR", True
 
@@ -305,11 +310,16 @@ class Worker:
         return DeliveryOutcome(Verdict.ACK, "DONE", job.job_id, execution.execution_id)
 
     def _mark_retrying(self, job: Job, execution: Execution) -> None:
+        """Best effort, after the attempt's record is closed: a mark that cannot be written (Firestore
+        down, or the job's document contended or locked) must not turn the attempt into an
+        unanswered push, uncounted by worker_failure_total though its record says fail."""
         within = self._redelivery_within.get(queue_name(self.rt, execution.subscription), 600.0)
         try:
             self.repo.mark_retrying(job.job_id, within)
-        except INFRASTRUCTURE_ERRORS:
-            log.warning("could not mark job %s as retrying", job.job_id)
+        except Exception as exc:
+            if not is_infrastructure_error(exc):
+                raise
+            log.warning("could not mark job %s as retrying (%s)", job.job_id, type(exc).__name__)
 
     def _run_steps(self, spec: PipelineSpec, job: Job, artifacts: dict[str, str]) -> Job:
         for step in get_steps(spec.name):

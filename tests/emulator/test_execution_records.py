@@ -4,13 +4,18 @@ job is for, which request ran the attempt, what it left behind, and a hung step 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
+from google.api_core.exceptions import GoogleAPICallError
+from google.cloud import firestore
 
+from services.control import pause_queue, resume_queue, worker_queues
 from services.jobs.models import ExecutionStatus
 from services.pipelines.spec import JobStatus
 from services.settings import Settings
@@ -106,3 +111,57 @@ def test_the_payload_snapshot_is_the_jobs_original_input_with_secrets_redacted(s
     assert snapshot["message"]["data"]["job_id"] == job.job_id
     stored = json.dumps(snapshot)
     assert planted_key not in stored and "signed-7f3a" not in stored
+
+
+def test_an_attempt_that_fails_on_a_locked_job_is_counted_as_a_failure(stack, world, mocker):
+    """The soak's path: another transaction holds the job's document, so the attempt's stage commit
+    gives up (Aborted: lock timeout) and so does the retrying mark written after the record is
+    closed; the attempt is still counted by worker_failure_total, once."""
+    metrics = mocker.patch("services.worker.engine.get_metrics").return_value
+    rt, repo = stack.rt, stack.rt.repo
+    queues = sorted(worker_queues(rt))
+    for queue in queues:
+        pause_queue(rt, queue, actor="test")
+    job_id = post_webhook(stack, webhook_body(source_id="src-locked")).json()["jobId"]
+
+    held, release = threading.Event(), threading.Event()
+
+    @firestore.transactional
+    def read_and_hold(transaction: firestore.Transaction) -> None:
+        repo.job_ref(job_id).get(transaction=transaction)
+        held.set()
+        release.wait(timeout=120)
+
+    def hold() -> None:
+        # The emulator may expire a transaction held this long; its empty commit then fails.
+        with contextlib.suppress(GoogleAPICallError, ValueError):
+            read_and_hold(rt.clients.firestore.transaction())
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        for queue in queues:
+            resume_queue(rt, queue, actor="test")
+
+        def a_failed_attempt():
+            return [e for e in repo.list_executions(job_id) if e.status is ExecutionStatus.FAIL]
+
+        [failed, *_] = wait_for(a_failed_attempt, timeout=120, what="an attempt failed on the lock")
+        assert failed.last_error.startswith("DEPENDENCY_UNAVAILABLE") and failed.retryable is True
+
+        def counted_failures():
+            return [c for c in metrics.record_execution.call_args_list if c.args[1] == "failure"]
+
+        # The lock is held until the attempt has answered: its retrying mark meets the lock too.
+        wait_for(counted_failures, timeout=45, what="the failed attempt counted by worker_failure_total")
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+    job = wait_for(settled(repo, job_id), timeout=120, what="a redelivery to finish the job")
+    assert job.status is JobStatus.SUCCEEDED
+    records = repo.list_executions(job_id)
+    outcomes = [str(c.args[1]) for c in metrics.record_execution.call_args_list]
+    assert outcomes.count("failure") == sum(e.status is ExecutionStatus.FAIL for e in records) >= 1
+    assert outcomes.count("success") == sum(e.status is ExecutionStatus.SUCCESS for e in records) == 1
