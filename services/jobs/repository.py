@@ -377,6 +377,27 @@ class JobRepository:
         """Set non-stage fields (otelTraceId, cost...) that no precondition guards."""
         self.job_ref(job_id).update(_camel_patch(fields))
 
+    def claim_suno_generation(self, job_id: str, *, unanswered_since: datetime) -> tuple[Job, bool]:
+        """(the job as read, whether this caller may ask Suno for the attempt's generation).
+
+        Suno's generate is not idempotent, and one attempt can be delivered twice at once (two
+        messages for one job, a redelivery while the first runs). The ask is recorded in this
+        transaction, so of concurrent callers one wins: no task id yet, and no ask recorded after
+        ``unanswered_since`` (an older one lost its answer and no callback named its task)."""
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> tuple[Job, bool]:
+            job = self.get_job(job_id, transaction)
+            asked = job.suno_requested_at
+            if job.suno_task_id is not None or (asked is not None and asked > unanswered_since):
+                return job, False
+            now = self.clock()
+            transaction.update(self.job_ref(job_id), _camel_patch({"suno_requested_at": now}))
+            return job.model_copy(update={"suno_requested_at": now}), True
+
+        result: tuple[Job, bool] = run(self.db.transaction())
+        return result
+
     def add_cost(self, job_id: str, kind: str, amount: float) -> None:
         """Add to the job's cost atomically (server-side increments: no read, no contention)."""
         self.job_ref(job_id).update(

@@ -37,30 +37,32 @@ def request_generation(ctx: StepContext) -> StepResult:
     """Start the Suno generation, once per attempt.
 
     Suno's generate is not idempotent (each call spends credits), and its answer can be lost after
-    the task was created (a timeout, a crash before the STAGE_30 commit). So the attempt records
-    when it asked (``suno_requested_at``) before asking; a redelivery that finds that mark and no
-    task id asks again only once ``suno_lost_answer_wait_seconds`` have passed without a callback.
-    Any callback of the task names the job and attempt, and stores its task id (callback.py); the
-    redelivery then carries on with that task."""
+    the task was created (a timeout, a crash before the STAGE_30 commit), or two deliveries of one
+    attempt can run this step at once. So the attempt claims the ask in a transaction
+    (``suno_requested_at``) before asking: a delivery that finds the claim taken and no task id
+    waits for the task's callback, and asks again only once ``suno_lost_answer_wait_seconds``
+    have passed without one. Any callback of the task names the job and attempt, and stores its
+    task id (callback.py); the redelivery then carries on with that task."""
     repo, settings = ctx.rt.repo, ctx.rt.settings
     callback_url = suno_callback_url(settings, ctx.job)
     if callback_url is None:
         raise NonRetryableError(CALLBACK_URL_NOT_CONFIGURED, CALLBACK_URL_MESSAGE)
-    job = repo.get_job(ctx.job.job_id)  # fresh: a callback may have named the task meanwhile
+    lost_before = repo.clock() - timedelta(seconds=settings.suno_lost_answer_wait_seconds)
+    job, claimed = repo.claim_suno_generation(ctx.job.job_id, unanswered_since=lost_before)
     if job.suno_task_id is not None:
         # The earlier call's task: its credits were spent, though that delivery could not say so.
         return StepResult(
             fields={"suno_task_id": job.suno_task_id},
             usage={"suno_credits": float(settings.suno_credits_per_generation)},
         )
-    if job.suno_requested_at is not None:
-        waited = (repo.clock() - job.suno_requested_at).total_seconds()
-        if waited < settings.suno_lost_answer_wait_seconds:
-            raise RetryLater(
-                SUNO_ANSWER_PENDING,
-                f"Suno was asked {waited:.0f}s ago and its answer was lost; waiting for its callback",
-            )
-    repo.update_fields(job.job_id, suno_requested_at=repo.clock())
+    if not claimed:
+        asked = job.suno_requested_at
+        waited = (repo.clock() - asked).total_seconds() if asked is not None else 0.0
+        raise RetryLater(
+            SUNO_ANSWER_PENDING,
+            f"Suno was asked {waited:.0f}s ago for this attempt and has not answered it here yet; "
+            "waiting for its task id or callback",
+        )
     params = ctx.job.input
     task_id = ctx.rt.suno.generate(
         str(params.get("prompt") or default_prompt(ctx.job.source_id)),

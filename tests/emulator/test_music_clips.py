@@ -22,11 +22,13 @@ from infra.bootstrap import bootstrap
 from services.api import create_app
 from services.auth import mint_token
 from services.control import retry_job
-from services.jobs.models import Job, Liveness, heartbeat_of, liveness_of
+from services.jobs.models import Job, Liveness, build_job, heartbeat_of, liveness_of
+from services.jobs.state_machine import Transition
 from services.music_clips.config import callback_token, suno_callback_url
 from services.music_clips.poller import poll_music_jobs
-from services.pipelines.music_clips import MUSIC_CLIPS
+from services.pipelines.music_clips import MUSIC_CLIPS, SUNO_ANSWER_PENDING, request_generation
 from services.pipelines.spec import JobStatus
+from services.pipelines.steps import RetryLater, StepContext, StepResult
 from services.reads.queries import SummaryQuery, summary_specs
 from services.runtime import Runtime
 from services.settings import Settings
@@ -720,3 +722,55 @@ def test_the_same_idempotency_key_starts_one_run(music):
     assert first.json()["jobId"] == second.json()["jobId"] and second.json()["duplicate"] is True
     music.reaches(first.json()["jobId"], "STAGE_50_SUNO_SUCCESS")
     assert music.world.stats()["calls"]["suno.generate"] == 1
+
+
+def test_two_deliveries_of_one_attempt_at_once_ask_suno_once(music, monkeypatch):
+    # The soak's extra generations: a duplicate runOnce that raced the first queued the job twice,
+    # and both deliveries read "not asked yet" before either recorded its ask.
+    repo = music.rt.repo
+    job, _ = repo.create_job(
+        build_job(
+            pipeline=MUSIC_CLIPS.name,
+            account_id="user-1",
+            scenario_id="music",
+            source_id="channel_twice",
+            user_id="user-1",
+            input={"channelId": "channel_twice"},
+        )
+    )
+    job = repo.transition(job.job_id, Transition("STAGE_20_SUNO_REQUEST_SENT", actor="worker")).job
+
+    # Each delivery's first read of the job waits for the other's, so both read before either writes.
+    both_read = threading.Barrier(2, timeout=10)
+    first_read_done = threading.local()
+    read_job = repo.get_job
+
+    def get_job_then_meet(job_id, *args, **kwargs):
+        read = read_job(job_id, *args, **kwargs)
+        if not getattr(first_read_done, "done", False):
+            first_read_done.done = True
+            both_read.wait()
+        return read
+
+    monkeypatch.setattr(repo, "get_job", get_job_then_meet)
+    results: list[object] = []
+
+    def deliver() -> None:
+        ctx = StepContext(rt=music.rt, job=job, actor="worker", advance=lambda stage, **fields: job)
+        try:
+            results.append(request_generation(ctx))
+        except RetryLater as exc:
+            results.append(exc)
+
+    deliveries = [threading.Thread(target=deliver) for _ in range(2)]
+    for delivery in deliveries:
+        delivery.start()
+    for delivery in deliveries:
+        delivery.join(timeout=60)
+
+    assert music.world.stats()["calls"]["suno.generate"] == 1
+    [started] = [r for r in results if isinstance(r, StepResult)]
+    [waiting] = [r for r in results if isinstance(r, RetryLater)]
+    assert waiting.code == SUNO_ANSWER_PENDING
+    [task_id] = music.world.stats()["suno_tasks"]
+    assert started.fields == {"suno_task_id": task_id}
