@@ -13,7 +13,8 @@ Faults, per service (``FakeWorldConfig.video`` etc.), checked in this order on e
 (429 with Retry-After), ``failure_rate`` (503), then the real answer, which ``lose_response_next_n``
 delays past any sane client timeout *after* the work is done (a lost response). Video URLs that
 contain "poison" make the source crash (500): a message that can never succeed, until a test
-"fixes the source" with ``configure(video={"poison": False})`` and replays it.
+"fixes the source" with ``configure(video={"poison": False})`` and replays it. Video URLs that
+contain "slow-<n>ms" take n ms (at most 30 s) to download: a step long enough to cancel mid-way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import signal
 import threading
 import time
@@ -95,6 +97,10 @@ def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
         else:
             out[key] = value
     return out
+
+
+_SLOW_DOWNLOAD = re.compile(r"slow-(\d+)ms")
+_SLOWEST_DOWNLOAD_MS = 30_000
 
 
 def _stable_int(*parts: str) -> int:
@@ -436,6 +442,8 @@ def create_fake_world(config: FakeWorldConfig | None = None) -> Flask:
             return _answer(500, "the source crashed while reading this video")
         if not video_url.startswith(("http://", "https://")):
             return _answer(400, "video_url must be an http(s) URL")
+        if slow := _SLOW_DOWNLOAD.search(video_url):
+            time.sleep(min(int(slow.group(1)), _SLOWEST_DOWNLOAD_MS) / 1000)
         world.record_download(job_id)
         return jsonify(
             location=f"gs://jobtrail-fake/sources/{job_id}.mp4",

@@ -68,6 +68,12 @@ DEAD_LETTERED = "DEAD_LETTERED"
 WORKER_COUNTERS = ("worker_success_total", "worker_failure_total", "jobs_finished_total")
 # How many examples each gap lists in the JSON (the counts are always complete).
 EXAMPLES = 10
+# Issue 15's target: a cancel stops a running job within 5 s, even mid-step.
+CANCEL_WITHIN_SECONDS = 5.0
+# A video job the soak cancels mid-step downloads this slowly (the fake source honours "slow-<ms>ms"
+# in the URL), so the DELETE lands while its worker waits on the download: under the client's
+# external_timeout_seconds (10 s), so a download nobody cancels still finishes.
+CANCEL_DOWNLOAD_MS = 6000
 
 # Set per run with POST /_control: retries happen, nothing is slow enough to time a test out.
 WORLD_FAULTS: dict[str, Any] = {
@@ -180,6 +186,10 @@ class Submission:
     refusals: Counter[str] = field(default_factory=Counter)  # non-202 answers, by status or error
     gave_up: bool = False
     cancel_status: int | None = None
+    cancel_mid_step: bool = False  # cancelled while its worker runs a step (a slow download)
+    cancel_sent: bool = False
+    cancel_stage_asked: str | None = None  # the job's stage in the DELETE's answer
+    cancel_seconds: float | None = None  # from the DELETE's answer to the job reading cancelled
 
     @property
     def job_id(self) -> str | None:
@@ -240,13 +250,16 @@ class Traffic:
             if music:
                 sub, send = self._music(i)
             else:
-                sub, send = self._video(i, poison=i in poison_at)
+                sub, send = self._video(i, poison=i in poison_at, slow_download=cancel)
             sub.duplicate, sub.cancel = duplicate, cancel
+            sub.cancel_mid_step = cancel and not music
             out.append((sub, send))
         self.submissions = [s for s, _ in out]
         return out
 
-    def _video(self, i: int, *, poison: bool) -> tuple[Submission, Callable[[], requests.Response]]:
+    def _video(
+        self, i: int, *, poison: bool, slow_download: bool = False
+    ) -> tuple[Submission, Callable[[], requests.Response]]:
         account, scenario = f"acc-{i % 7}", ("reels", "shorts")[i % 2]
         source, delivery = f"src-{i:06d}-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
         body = json.dumps(
@@ -256,7 +269,9 @@ class Traffic:
                 "sourceId": source,
                 "userId": f"user-{i % 5}",
                 "deliveryId": delivery,
-                "videoUrl": f"https://videos.example/{'poison' if poison else 'clip'}-{i}.mp4",
+                "videoUrl": f"https://videos.example/{'poison' if poison else 'clip'}-{i}"
+                + (f"-slow-{CANCEL_DOWNLOAD_MS}ms" if slow_download else "")
+                + ".mp4",
                 "caption": f"soak {i}",
             }
         ).encode()
@@ -312,13 +327,56 @@ class Traffic:
             self._cancel(sub)
 
     def _cancel(self, sub: Submission) -> None:
+        """DELETE the job (once, whichever copy of a duplicate gets here first), mid-step when the
+        plan says so, then time how long the job takes to read cancelled."""
+        with self._lock:
+            if sub.cancel_sent:
+                return
+            sub.cancel_sent = True
+        if sub.cancel_mid_step:
+            self._wait_for_stage(sub, "downloading", within=60.0)
         with contextlib.suppress(requests.RequestException):
             response = self._session().delete(
                 f"{self.stack.url('api')}/api/jobs/{sub.job_id}",
                 headers={"Authorization": f"Bearer {self._admin_token}"},
                 timeout=self.plan.request_timeout_seconds,
             )
+            answered = time.monotonic()
             sub.cancel_status = response.status_code
+            if response.status_code in (200, 202):  # 202: a worker runs a step; it stops it
+                sub.cancel_stage_asked = response.json().get("stage")
+                sub.cancel_seconds = self._seconds_until_cancelled(sub, answered)
+
+    def _read_job(self, sub: Submission) -> dict[str, Any] | None:
+        with contextlib.suppress(requests.RequestException, ValueError):
+            response = self._session().get(
+                f"{self.stack.url('api')}/api/jobs/{sub.job_id}",
+                headers={"Authorization": f"Bearer {self._admin_token}"},
+                timeout=self.plan.request_timeout_seconds,
+            )
+            if response.status_code == 200:
+                body: dict[str, Any] = response.json()
+                return body
+        return None
+
+    def _wait_for_stage(self, sub: Submission, stage: str, *, within: float) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            job = self._read_job(sub)
+            if job is not None and (job.get("stage") == stage or JobStatus(job["status"]).is_terminal):
+                return
+            time.sleep(0.1)
+
+    def _seconds_until_cancelled(self, sub: Submission, since: float, within: float = 60.0) -> float | None:
+        while time.monotonic() - since < within:
+            job = self._read_job(sub)
+            status = JobStatus(job["status"]) if job is not None else None
+            if status is JobStatus.CANCELLED:
+                return round(time.monotonic() - since, 2)
+            if status is not None and status.is_terminal:
+                return None  # finished otherwise: the reconciliation reports it
+            time.sleep(0.1)
+        return None
 
     def run(self, on_progress: Callable[[int], None]) -> None:
         planned = self.plan_submissions()
@@ -541,6 +599,40 @@ def _error_code(job: Job) -> str | None:
     return job.error.code if job.error else None
 
 
+def cancel_report(
+    accepted: Iterable[Submission], jobs: Mapping[str, Job], events: Mapping[str, list[JobEvent]]
+) -> dict[str, Any]:
+    """Each cancel the soak sent: its answer, the seconds from that answer to the job reading
+    cancelled, and where the job stopped (the cancel event's stage, actor and message)."""
+    sent = [s for s in accepted if s.cancel and s.job_id]
+    seconds = [s.cancel_seconds for s in sent if s.cancel_seconds is not None]
+    each: list[dict[str, Any]] = []
+    for sub in sent:
+        job = jobs.get(sub.job_id or "")
+        stop = next((e for e in events.get(sub.job_id or "", []) if job and e.to_stage == job.stage), None)
+        each.append(
+            {
+                "job_id": sub.job_id,
+                "pipeline": sub.pipeline,
+                "answer": sub.cancel_status,
+                "stage_when_asked": sub.cancel_stage_asked,
+                "seconds_to_cancelled": sub.cancel_seconds,
+                "status": job.status.value if job else None,
+                "stopped_in": stop.from_stage if stop else None,
+                "stopped_by": stop.actor if stop else None,
+                "how": stop.message if stop else None,
+            }
+        )
+    return {
+        "count": len(sent),
+        "answers": {str(k): v for k, v in Counter(s.cancel_status for s in sent).items()},
+        "mid_step": sum("during step" in (e["how"] or "") for e in each),
+        "seconds_to_cancelled": {"p50": _percentile(seconds, 50), "max": max(seconds, default=None)},
+        "stopped_in": dict(Counter(f"{e['stopped_in']} ({e['stopped_by']})" for e in each)),
+        "each": each,
+    }
+
+
 def reconcile(
     submissions: list[Submission], observed: Observed, faults: FaultLog, plan: SoakPlan
 ) -> dict[str, Any]:
@@ -674,12 +766,22 @@ def reconcile(
     no_callback_tasks = [
         t for t, v in observed.suno_tasks.items() if v["status"] == "SUCCESS" and v["callbacks_sent"] == 0
     ]
-    cancelled_by_api = [s for s in accepted if s.cancel_status == 200]
+    # 200: cancelled where it stood; 202: a worker was running a step and stops it (cooperatively).
+    cancelled_by_api = [s for s in accepted if s.cancel_status in (200, 202)]
+    cancels = cancel_report(accepted, jobs, observed.events)
     checks.append(
         _check(
-            "cancelled through the API (200) means cancelled",
-            [j.job_id for j in _jobs_of(cancelled_by_api, jobs) if j.status is not JobStatus.CANCELLED],
-            cancels={str(k): v for k, v in Counter(s.cancel_status for s in accepted if s.cancel).items()},
+            f"cancelled through the API (200 or 202) means cancelled, within {CANCEL_WITHIN_SECONDS:g} s",
+            [
+                s.job_id
+                for s in cancelled_by_api
+                if s.job_id not in jobs
+                or jobs[s.job_id].status is not JobStatus.CANCELLED
+                or s.cancel_seconds is None
+                or s.cancel_seconds > CANCEL_WITHIN_SECONDS
+            ],
+            cancels=cancels["answers"],
+            mid_step=cancels["mid_step"],
         )
     )
 
@@ -861,6 +963,7 @@ def reconcile(
                 {k: v for k, v in o.items() if k != "epoch"} for o in faults.firestore_outages
             ],
             "suno_windows": faults.suno_windows,
+            "cancels": cancels,
             "fake_world_failures_injected": observed.fake_world.get("failures_injected", {}),
             "fake_world_callbacks": observed.fake_world.get("callbacks", {}),
             "fake_world_callback_failures": observed.fake_world.get("callback_failures", {}),

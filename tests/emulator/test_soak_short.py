@@ -44,3 +44,8 @@ def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     assert result["jobs"]["music_finished_by_poller"] > 0 and result["jobs"]["music_finished_by_callback"] > 0
     assert result["jobs"]["suno_tasks_called_back_twice_or_more"] > 0
     assert result["traffic"]["duplicate_submissions"] > 0
+    # Each cancel is timed, and a video job's cancel lands while its worker waits on the download.
+    cancels = result["faults"]["cancels"]
+    assert cancels["count"] == SHORT.cancels and cancels["seconds_to_cancelled"]["max"] is not None
+    videos = [c for c in cancels["each"] if c["pipeline"] == "video"]
+    assert all(c["answer"] == 202 and "during step download" in c["how"] for c in videos), videos

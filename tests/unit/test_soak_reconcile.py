@@ -307,3 +307,44 @@ def test_a_music_job_the_api_did_not_count_as_started_is_a_gap():
     assert failed_checks(reconcile(submissions, observed, faults, PLAN)) == [
         "jobs_started_total{pipeline=music_clips} == music_clips jobs in Firestore"
     ]
+
+
+def with_a_cancel(seconds: float | None) -> tuple[list[Submission], Observed, FaultLog]:
+    """The world plus a video job cancelled through the API (202) while its worker downloaded."""
+    submissions, observed, faults = world()
+    job = make_job(5, "video", "cancelled")
+    events = timeline(job, ["received", "downloading", "cancelled"])
+    message = "cancelled during step download in downloading; its outside call was abandoned"
+    events[-1] = events[-1].model_copy(update={"message": message})
+    observed.jobs.append(job.model_copy(update={"event_count": len(events)}))
+    observed.events[job.job_id] = events
+    observed.executions.append(execution(job, 1, ExecutionStatus.CANCELLED))
+    observed.intake_metrics = {"jobs_started_total": {(("pipeline", "video"),): 3.0}}
+    observed.worker_metrics = series(worker_success_total=4, worker_failure_total=5, jobs_finished_total=1)
+    observed.worker_metrics["jobs_finished_total"][(("pipeline", "video"), ("status", "cancelled"))] = 1.0
+    cancel = Submission(
+        index=5,
+        key="key-5",
+        pipeline="video",
+        cancel=True,
+        job_ids={job.job_id},
+        cancel_status=202,
+        cancel_stage_asked="downloading",
+        cancel_seconds=seconds,
+    )
+    return [*submissions, cancel], observed, faults
+
+
+def test_each_cancel_is_timed_and_says_where_the_job_stopped():
+    result = reconcile(*with_a_cancel(1.3), PLAN)
+    assert failed_checks(result) == [] and result["ok"]
+    cancels = result["faults"]["cancels"]
+    assert cancels["count"] == 1 and cancels["answers"] == {"202": 1} and cancels["mid_step"] == 1
+    assert cancels["seconds_to_cancelled"] == {"p50": 1.3, "max": 1.3}
+    assert cancels["stopped_in"] == {"downloading (worker)": 1}
+
+
+@pytest.mark.parametrize("seconds", [7.5, None])
+def test_a_cancel_slower_than_five_seconds_or_never_seen_is_a_gap(seconds):
+    result = reconcile(*with_a_cancel(seconds), PLAN)
+    assert failed_checks(result) == ["cancelled through the API (200 or 202) means cancelled, within 5 s"]
