@@ -307,6 +307,9 @@
       state.pending = [];
       renderTable();
     }
+    // A shared view (an alert's "Jobs of trace" link) may search for a job older than the rows loaded.
+    const term = $("f-search").value.trim();
+    if (term && ![...state.jobs.values()].some(matches)) lookUp(term);
   }
 
   function upsert(job, live) {
