@@ -157,9 +157,7 @@ def build_message(incident: Incident, settings: Settings) -> AlertMessage:
         if job_id:
             links.append(Link("Job", base + JOB_PATH.format(job_id=quote(job_id, safe=""))))
         if trace_id:
-            links.append(
-                Link("Jobs of trace", f"{base}{JOBS_BY_TRACE_PATH}?{urlencode({'q': trace_id})}")
-            )
+            links.append(Link("Jobs of trace", f"{base}{JOBS_BY_TRACE_PATH}?{urlencode({'q': trace_id})}"))
     if trace_id:
         links.append(
             Link("Logs", logs_url(settings.console_base_url, project, f"labels.traceId={_quoted(trace_id)}"))

@@ -839,6 +839,7 @@
       }
       box.dataset.state = "done";
       bar.value = bar.max;
+      $("bulk-status").textContent = `Done. ${$("bulk-status").textContent}`;
     } catch (error) {
       box.dataset.state = "error";
       $("bulk-status").textContent += ` Stopped: ${error.message}. Preview again to go on.`;

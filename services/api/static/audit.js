@@ -127,7 +127,7 @@
     $("login").hidden = true;
     $("audit").hidden = false;
     const admin = state.principal.role === "admin";
-    $("who").textContent = `· ${state.principal.subject}`;
+    $("who").textContent = `Signed in as ${state.principal.subject} (${state.principal.role})`;
     $("scope").textContent = admin ? "Every action, by everyone." : "Your own actions.";
     $("a-actor").closest("label").hidden = !admin;
     load();
