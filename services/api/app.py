@@ -9,7 +9,19 @@ from collections.abc import Sequence
 import flask
 from werkzeug.exceptions import HTTPException
 
-from services.api import admin, audit, bulk, dlq, jobs, logs, openapi, session, stream_tickets, summary
+from services.api import (
+    admin,
+    audit,
+    bulk,
+    dlq,
+    export,
+    jobs,
+    logs,
+    openapi,
+    session,
+    stream_tickets,
+    summary,
+)
 from services.api.dashboard import dashboard_blueprint
 from services.api.job_logs import job_logs_blueprint
 from services.api.routing import RUNTIME_EXTENSION
@@ -27,6 +39,7 @@ log = logging.getLogger("jobtrail.api")
 CORE_BLUEPRINTS = (
     bulk.bp,
     jobs.bp,
+    export.bp,
     logs.bp,
     summary.bp,
     admin.bp,
