@@ -9,7 +9,19 @@ from collections.abc import Sequence
 import flask
 from werkzeug.exceptions import HTTPException
 
-from services.api import admin, audit, bulk, dlq, jobs, logs, openapi, session, stream_tickets, summary
+from services.api import (
+    admin,
+    audit,
+    bulk,
+    dead_letters,
+    dlq,
+    jobs,
+    logs,
+    openapi,
+    session,
+    stream_tickets,
+    summary,
+)
 from services.api.dashboard import dashboard_blueprint
 from services.api.job_logs import job_logs_blueprint
 from services.api.routing import RUNTIME_EXTENSION
@@ -31,6 +43,7 @@ CORE_BLUEPRINTS = (
     summary.bp,
     admin.bp,
     dlq.bp,
+    dead_letters.bp,
     audit.bp,
     stream_tickets.bp,
     session.bp,
@@ -39,7 +52,7 @@ CORE_BLUEPRINTS = (
     openapi.bp,
 )
 # Blueprints that need the runtime in their options: the live stream (/api/stream), a job's live
-# log lines (/api/jobs/<jobId>/logs/stream) and the pages (/, /jobs/<jobId>).
+# log lines (/api/jobs/<jobId>/logs/stream) and the pages (/, /jobs/<jobId>, /dead-letters).
 RUNTIME_BLUEPRINTS = (stream_blueprint, job_logs_blueprint, dashboard_blueprint)
 
 
