@@ -7,35 +7,26 @@ them reached it over the live stream. Screenshots go to artifacts/e2e/ (gitignor
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from devtools.local.stack import LocalStack, running_stack
-from services.auth import mint_token
-from services.intake import SIGNATURE_HEADER, sign
-from services.settings import Settings
+from devtools.local.stack import LocalStack
+from tests.e2e.pages import (
+    ARTIFACTS,
+    NO_SIDEWAYS_SCROLL,
+    PHONE,
+    WAIT_MS,
+    api_get,
+    api_job,
+    post_video,
+    world,
+)
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "artifacts" / "e2e"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# Generous: the stack's Pub/Sub push, worker and fakes run on two cores.
-WAIT_MS = 90_000
 VIDEO_STAGES = ["received", "downloading", "downloaded", "processing", "processed", "publishing", "published"]
 # Every outside call takes a while, so each stage is on screen long enough to be seen.
 SLOW_WORLD = {
@@ -44,106 +35,12 @@ SLOW_WORLD = {
     "instagram": {"latency_ms": 1200},
 }
 
-# Records, for every row, the distinct stages the table showed, in order: proof that the row
-# changed in place (no reload: the recorder would be gone) and walked through its stages.
-RECORDER = """
-() => {
-  window.__noReload = true;
-  window.__stages = {};
-  const record = () => {
-    for (const row of document.querySelectorAll('#jobs tbody tr')) {
-      const id = row.dataset.jobId;
-      const stage = row.querySelector('td[data-col="stage"]').textContent;
-      const seen = (window.__stages[id] = window.__stages[id] || []);
-      if (seen[seen.length - 1] !== stage) seen.push(stage);
-    }
-  };
-  new MutationObserver(record).observe(document.querySelector('#jobs tbody'),
-    { subtree: true, childList: true, characterData: true });
-  record();
-}
-"""
-
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # THREADS: functions-framework's gthread pool; each open stream holds one of its threads.
-    with running_stack(tmp_path_factory.mktemp("stack"), extra_env={"THREADS": "32"}) as local:
-        world(local, SLOW_WORLD)
-        yield local
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def open_page(browser: Browser, stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``open_page(sub, role)``: a fresh browser context signed in as ``sub``, stream live."""
-    pages: list[tuple[Page, list[str]]] = []
-
-    def open_as(sub: str, role: str = "user") -> Page:
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        pages.append((page, errors))
-        page.goto(f"{stack.url('api')}/")
-        expect(page.locator("#login")).to_be_visible()
-        expect(page.locator("#app")).to_be_hidden()  # nothing is shown without a token
-        page.fill("#token-input", mint_token(Settings(), sub, role))
-        page.click("#login-submit")
-        expect(page.locator("#live")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
-        expect(page.locator("#who-name")).to_have_text(sub)
-        page.evaluate(RECORDER)
-        return page
-
-    yield open_as
-    for i, (page, errors) in enumerate(pages):
-        page.screenshot(path=ARTIFACTS / f"{request.node.name}-{i}-end.png", full_page=True)
-        page.context.close()
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-
-
-def world(stack: LocalStack, changes: dict[str, Any]) -> None:
-    requests.post(f"{stack.url('fake_world')}/_control", json=changes, timeout=10).raise_for_status()
-
-
-def post_video(stack: LocalStack, user: str) -> str:
-    body = json.dumps(
-        {
-            "accountId": f"acc-{user}",
-            "scenarioId": "e2e",
-            "sourceId": f"src-{uuid.uuid4().hex[:8]}",
-            "userId": user,
-            "deliveryId": uuid.uuid4().hex,
-            "videoUrl": f"https://videos.example/clip-{uuid.uuid4().hex[:6]}.mp4",
-            "caption": "e2e",
-        }
-    ).encode()
-    secret = Settings().webhook_hmac_secret.get_secret_value()
-    response = requests.post(
-        stack.url("webhook_intake"),
-        data=body,
-        headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body)},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    return str(response.json()["jobId"])
-
-
-def api_job(stack: LocalStack, job_id: str) -> dict[str, Any]:
-    token = mint_token(Settings(), "e2e-check", "admin")
-    response = requests.get(
-        f"{stack.url('api')}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
-    response.raise_for_status()
-    return dict(response.json())
+def stack(stack: LocalStack) -> Iterator[LocalStack]:
+    """The shared stack (tests/e2e/conftest.py), slowed down so each stage stays on screen."""
+    world(stack, SLOW_WORLD)
+    yield stack
 
 
 def row(page: Page, job_id: str) -> Any:
@@ -252,14 +149,7 @@ def test_a_user_sees_only_their_own_jobs(stack, open_page):
 
 
 def api_timeline(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
-    token = mint_token(Settings(), "e2e-check", "admin")
-    response = requests.get(
-        f"{stack.url('api')}/api/jobs/{job_id}/events",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return list(response.json()["stages"])
+    return list(api_get(stack, f"/api/jobs/{job_id}/events")["stages"])
 
 
 def test_the_sign_in_link_signs_in_once_and_leaves_no_code_in_the_url(stack, browser):
@@ -282,10 +172,6 @@ def test_the_sign_in_link_signs_in_once_and_leaves_no_code_in_the_url(stack, bro
 
 
 # ---- the job page -------------------------------------------------------------------------------
-PHONE = {"width": 390, "height": 844}
-NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth"
-
-
 def test_a_job_page_opened_by_its_url_shows_log_lines_while_the_job_runs(stack, open_page):
     page = open_page("ops", "admin")
     job_id = post_video(stack, "alice")

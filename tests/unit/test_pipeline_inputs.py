@@ -52,6 +52,7 @@ def test_every_pipeline_with_work_in_the_worker_has_an_input_model():
         ("video", {"videoUrl": "https://v/x.mp4", "extra": 1}, {"extra"}),
         ("music_clips", {"channelId": "bad id!", "instrumental": 1}, {"channelId", "instrumental"}),
         ("clip_render", {"": "empty key"}, {""}),
+        ("clip_render", {"rows": [[1, 2]]}, {"rows"}),
     ],
 )
 def test_a_bad_input_names_each_wrong_field(pipeline, data, fields):
