@@ -88,9 +88,15 @@ def test_a_poison_job_is_fixed_in_the_editor_replayed_from_the_dead_letters_page
     expect(page.locator("#editor")).to_be_visible()
     expect(page.locator("#ed-field-videoUrl")).to_have_value(poison_url)
     page.fill("#ed-field-videoUrl", "not a url")
+    page.fill("#ed-new-name", "captoin")  # a typo: the model takes no such field
+    page.click("#ed-add-field")
+    page.fill("#ed-field-captoin", "typo")
     page.click("#ed-check")
-    expect(page.locator('.ed-field[data-field="videoUrl"] .field-error')).not_to_be_empty()
+    for field in ("videoUrl", "captoin"):
+        expect(page.locator(f'.ed-field[data-field="{field}"] .field-error')).not_to_be_empty()
     expect(page.locator("#ed-save-replay")).to_be_disabled()
+    page.locator("#editor").screenshot(path=ARTIFACTS / "dead-letter-editor-errors.png")
+    page.click('.ed-field[data-field="captoin"] .ed-remove')
 
     fixed_url = poison_url.replace("poison", "clip")
     page.fill("#ed-field-videoUrl", fixed_url)
@@ -101,7 +107,9 @@ def test_a_poison_job_is_fixed_in_the_editor_replayed_from_the_dead_letters_page
     expect(page.locator('.ed-field[data-field="videoUrl"] .field-error')).to_be_empty()
     page.locator("#editor").screenshot(path=ARTIFACTS / "dead-letter-editor-desktop.png")
     assert_fits_phone(
-        page, ("#editor", ".ed-field input", "#ed-diff td", "#ed-buttons button"), "dead-letter-editor"
+        page,
+        ("#editor", ".ed-field input", ".ed-field button", "#ed-add", "#ed-diff td", "#ed-buttons button"),
+        "dead-letter-editor",
     )
     # Nothing covers the list: the editor comes below it.
     listing, editor = page.locator("#card-list").bounding_box(), page.locator("#editor").bounding_box()

@@ -213,18 +213,40 @@
     $("ed-result").textContent = "";
     $("ed-save").disabled = true;
     $("ed-save-replay").disabled = true;
-    $("ed-fields").replaceChildren(...Object.entries(job.input).map(([name, value]) => {
-      const id = `ed-field-${name}`;
-      const input = typeof value === "boolean"
-        ? el("input", { type: "checkbox", id, dataset: { field: name, kind: "boolean" } })
-        : el("input", { type: "text", id, dataset: { field: name, kind: typeof value === "string" ? "string" : "json" } });
-      if (typeof value === "boolean") input.checked = value;
-      else input.value = typeof value === "string" ? value : JSON.stringify(value);
-      input.addEventListener("input", () => { state.checked = null; $("ed-save").disabled = true; $("ed-save-replay").disabled = true; });
-      return el("div", { class: "ed-field", dataset: { field: name } },
-        el("label", { for: id, text: name }), input, el("p", { class: "field-error", role: "alert" }));
-    }));
+    $("ed-fields").replaceChildren(...Object.entries(job.input).map(([name, value]) => fieldRow(name, value)));
     $("editor").scrollIntoView({ block: "start" });
+  }
+
+  // One labelled input per field: text for strings, a checkbox for booleans, JSON for the rest.
+  function fieldRow(name, value) {
+    const id = `ed-field-${name}`;
+    const input = typeof value === "boolean"
+      ? el("input", { type: "checkbox", id, dataset: { field: name, kind: "boolean" } })
+      : el("input", { type: "text", id, dataset: { field: name, kind: typeof value === "string" ? "string" : "json" } });
+    if (typeof value === "boolean") input.checked = value;
+    else input.value = typeof value === "string" ? value : JSON.stringify(value);
+    input.addEventListener("input", uncheck);
+    input.addEventListener("change", uncheck);
+    const remove = el("button", { type: "button", class: "ed-remove", "aria-label": `Remove ${name}`, text: "×" });
+    const row = el("div", { class: "ed-field", dataset: { field: name } },
+      el("label", { for: id, text: name }), input, remove, el("p", { class: "field-error", role: "alert" }));
+    remove.addEventListener("click", () => { row.remove(); uncheck(); });
+    return row;
+  }
+
+  function uncheck() {
+    state.checked = null;
+    $("ed-save").disabled = true;
+    $("ed-save-replay").disabled = true;
+  }
+
+  // A field the input lacks (one its pipeline's model requires, say), as text.
+  function addField() {
+    const name = $("ed-new-name").value.trim();
+    if (!name || document.querySelector(`#ed-fields .ed-field[data-field="${CSS.escape(name)}"]`)) return;
+    $("ed-fields").append(fieldRow(name, ""));
+    $("ed-new-name").value = "";
+    uncheck();
   }
 
   function editedInput() {
@@ -375,6 +397,7 @@
     $("ed-form").addEventListener("submit", (event) => { event.preventDefault(); checkInput(); });
     $("ed-save").addEventListener("click", () => saveInput(false));
     $("ed-save-replay").addEventListener("click", () => saveInput(true));
+    $("ed-add-field").addEventListener("click", addField);
     $("ed-close").addEventListener("click", () => { $("editor").hidden = true; state.editing = null; });
     window.addEventListener("popstate", load);
     const code = new URLSearchParams(location.hash.slice(1)).get("login");
