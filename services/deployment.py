@@ -121,9 +121,17 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     ),
 }
 
-# Behind Identity-Aware Proxy (IAP_AUDIENCE given) someone must be an admin.
-IAP_ADMINS = Need(
-    "iap_admin_emails", "given", "Terraform variable iap.admin_emails (terraform/modules/stack console.tf)"
+# Behind Identity-Aware Proxy (IAP_AUDIENCE given) someone must be an admin: listed by email, or a
+# member of the admins' Google group (empty when there is none).
+IAP_ADMINS = (
+    Need(
+        "iap_admin_emails",
+        "given",
+        "Terraform variable iap.admin_emails (terraform/modules/stack console.tf)",
+    ),
+    Need(
+        "iap_admin_group", "given", "Terraform variable iap.admin_group (terraform/modules/stack console.tf)"
+    ),
 )
 
 # What each chat channel the deployment names in ALERT_CHANNELS needs.
@@ -191,7 +199,7 @@ def problems(settings: Settings, entry_point: str) -> list[str]:
     if entry_point == "alert_relay":
         needs += [need for channel in settings.alert_channels for need in CHANNEL_NEEDS[channel]]
     if entry_point == "api" and settings.iap_audience:
-        needs.append(IAP_ADMINS)
+        needs += IAP_ADMINS
     found = []
     for need in needs:
         problem = problem_of(settings, need)

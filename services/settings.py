@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     iap_jwks_url: str = "https://www.gstatic.com/iap/verify/public_key-jwk"
     # People IAP signs in who are admins here (case-insensitive); everyone else IAP admits is a user.
     iap_admin_emails: list[str] = Field(default_factory=list)
+    # ... or who are members of this Google group (its email), asked of the Cloud Identity Groups
+    # API (services/auth/groups.py). Unset or empty: the email list alone makes admins.
+    iap_admin_group: str | None = None
+    cloud_identity_url: str = "https://cloudidentity.googleapis.com"
+    # How long an answer about one person's membership is kept (a removal takes effect within it).
+    iap_admin_group_cache_seconds: float = Field(300.0, gt=0, le=3600)
     # One-time login codes (the local stack's sign-in link): how long a code may wait to be used,
     # and how long the session token it is traded for lasts.
     login_code_seconds: float = Field(300.0, gt=0, le=3600)

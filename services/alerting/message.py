@@ -18,9 +18,10 @@ from services.settings import Settings
 
 TELEGRAM_MAX_CHARS = 4096  # sendMessage rejects longer texts
 SUMMARY_MAX_CHARS = 1500
-# The job page (services/api/static/job.html) and the API listing of the jobs of one traceId.
+# The job page (services/api/static/job.html).
 JOB_PATH = "/jobs/{job_id}"
-JOBS_BY_TRACE_PATH = "/api/jobs"
+# The jobs table with its search set to the trace id (the page looks it up if not loaded).
+JOBS_BY_TRACE_PATH = "/"
 _URL = re.compile(r"https?://[^\s<>()\[\]\"']+")
 # Resource labels worth showing: they say which queue or service the alert is about.
 _RESOURCE_LABELS = ("subscription_id", "topic_id", "service_name", "function_name", "job")
@@ -156,9 +157,7 @@ def build_message(incident: Incident, settings: Settings) -> AlertMessage:
         if job_id:
             links.append(Link("Job", base + JOB_PATH.format(job_id=quote(job_id, safe=""))))
         if trace_id:
-            links.append(
-                Link("Jobs of trace", f"{base}{JOBS_BY_TRACE_PATH}?{urlencode({'traceId': trace_id})}")
-            )
+            links.append(Link("Jobs of trace", f"{base}{JOBS_BY_TRACE_PATH}?{urlencode({'q': trace_id})}"))
     if trace_id:
         links.append(
             Link("Logs", logs_url(settings.console_base_url, project, f"labels.traceId={_quoted(trace_id)}"))

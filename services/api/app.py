@@ -15,6 +15,7 @@ from services.api import (
     bulk,
     dead_letters,
     dlq,
+    export,
     jobs,
     logs,
     openapi,
@@ -39,6 +40,7 @@ log = logging.getLogger("jobtrail.api")
 CORE_BLUEPRINTS = (
     bulk.bp,
     jobs.bp,
+    export.bp,
     logs.bp,
     summary.bp,
     admin.bp,

@@ -44,6 +44,14 @@ def dead_letters_page() -> flask.Response:
     return response
 
 
+@dashboard_blueprint.get("/audit")
+def audit_page() -> flask.Response:
+    """Who did what and when: admins see every action, users their own (GET /api/audit decides)."""
+    response = dashboard_blueprint.send_static_file("audit.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 @dashboard_blueprint.after_request
 def _page_headers(response: flask.Response) -> flask.Response:
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -13,7 +13,7 @@ import flask
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from services.api.routing import ApiBlueprint, Operation, current_runtime
+from services.api.routing import JSON_MEDIA_TYPE, ApiBlueprint, Operation, current_runtime
 from services.api.schemas import ErrorBody, Health, OpenApiDocument
 from services.http import HEALTH_PATH
 
@@ -75,7 +75,8 @@ def operations(app: flask.Flask) -> list[Operation]:
 def build_spec(ops: list[Operation]) -> dict[str, Any]:
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
     for op in ops:
-        wanted += [(model, "serialization") for model in op.responses.values()]
+        if op.media_type == JSON_MEDIA_TYPE:
+            wanted += [(model, "serialization") for model in op.responses.values()]
         if op.body is not None:
             wanted.append((op.body, "validation"))
     refs, top = models_json_schema(list(dict.fromkeys(wanted)), ref_template="#/components/schemas/{model}")
@@ -101,9 +102,14 @@ def build_spec(ops: list[Operation]) -> dict[str, Any]:
                 "content": {"application/json": {"schema": ref(op.body, "validation")}},
             }
         for status, model in op.responses.items():
+            schema = (
+                ref(model, "serialization")
+                if op.media_type == JSON_MEDIA_TYPE
+                else {"type": "string", "description": (model.__doc__ or "").strip()}
+            )
             item["responses"][str(status)] = {
                 "description": model.__doc__.strip().splitlines()[0] if model.__doc__ else "OK",
-                "content": {"application/json": {"schema": ref(model, "serialization")}},
+                "content": {op.media_type: {"schema": schema}},
             }
         for status in _error_statuses(op):
             item["responses"][str(status)] = {

@@ -22,6 +22,7 @@ from services.http import json_response, read_body
 from services.runtime import Runtime
 
 RUNTIME_EXTENSION = "jobtrail.runtime"
+JSON_MEDIA_TYPE = "application/json"
 MAX_BODY_BYTES = 64 * 1024
 _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([A-Za-z_]+)>")
 
@@ -55,6 +56,9 @@ class Operation:
     # OpenAPI security schemes; by default the API's credentials when authenticated, else none.
     # A route with credentials of its own (Suno's callback token) names its scheme here.
     security: tuple[str, ...] | None = None
+    # The success answer's media type; other than JSON, the handler returns its own Response and
+    # the document describes the body as a string of that type (the CSV export).
+    media_type: str = JSON_MEDIA_TYPE
 
     @property
     def security_schemes(self) -> tuple[str, ...]:
@@ -96,6 +100,7 @@ class ApiBlueprint(flask.Blueprint):
         path_schemas: dict[str, dict[str, Any]] | None = None,
         body_required: bool = True,
         security: tuple[str, ...] | None = None,
+        media_type: str = JSON_MEDIA_TYPE,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             op = Operation(
@@ -113,6 +118,7 @@ class ApiBlueprint(flask.Blueprint):
                 description=(handler.__doc__ or "").strip(),
                 body_required=body_required,
                 security=security,
+                media_type=media_type,
             )
             self.operations.append(op)
 

@@ -3,7 +3,8 @@
 IAP signs ``x-goog-iap-jwt-assertion`` with ES256 keys Google publishes as a JWKS; the API checks
 the signature against those keys only (a token cannot choose "none" or an HMAC), the audience
 (this backend, so an assertion minted for another app is refused), the issuer, and the expiry.
-The email claim names the person; ``settings.iap_admin_emails`` makes admins. A request that
+The email claim names the person; ``settings.iap_admin_emails`` makes admins, and so does
+membership of ``settings.iap_admin_group`` (services/auth/groups.py; a failed check means user). A request that
 reaches the service around IAP carries no valid assertion, so the header alone proves nothing.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import jwt
 
+from services.auth.groups import admin_group
 from services.auth.keys import jwks_client
 from services.auth.principal import Principal, PrincipalKind, Role
 from services.errors import Unauthorized
@@ -59,6 +61,12 @@ def verify_iap_assertion(settings: Settings, assertion: str) -> Principal:
     email = claims["email"]
     if not isinstance(email, str) or "@" not in email:
         raise Unauthorized("the IAP assertion names no email")
-    admins = {address.lower() for address in settings.iap_admin_emails}
-    role = Role.ADMIN if email.lower() in admins else Role.USER
-    return Principal(subject=email.lower(), role=role, kind=PrincipalKind.USER)
+    return Principal(subject=email.lower(), role=iap_role(settings, email), kind=PrincipalKind.USER)
+
+
+def iap_role(settings: Settings, email: str) -> Role:
+    """Admin if listed by email or a member of the admins' group; user otherwise."""
+    if email.lower() in {address.lower() for address in settings.iap_admin_emails}:
+        return Role.ADMIN
+    group = admin_group(settings)
+    return Role.ADMIN if group is not None and group.is_member(email) else Role.USER

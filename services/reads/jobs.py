@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field
 
@@ -13,7 +13,7 @@ from services.errors import Forbidden, JobNotFound
 from services.jobs.models import CamelModel, Execution, ExecutionStatus, Job, heartbeat_of, is_job_id
 from services.pipelines.handlers import get_steps
 from services.pipelines.spec import JobStatus
-from services.reads.queries import JobListQuery, job_cursor, plan_job_list
+from services.reads.queries import JobFilters, JobListQuery, job_cursor, plan_job_list
 from services.reads.views import (
     Envelope,
     ExecutionView,
@@ -54,7 +54,10 @@ def job_executions(rt: Runtime, principal: Principal, job_id: str) -> JobExecuti
     return JobExecutions(job_id=job.job_id, executions=[ExecutionView.of(e) for e in executions])
 
 
-def own_query(principal: Principal, query: JobListQuery) -> JobListQuery:
+Filters = TypeVar("Filters", bound=JobFilters)
+
+
+def own_query(principal: Principal, query: Filters) -> Filters:
     """``query`` narrowed to what ``principal`` may list: a plain user, their own jobs only."""
     if principal.is_admin:
         return query

@@ -106,7 +106,9 @@ INDEXED_FACETS: tuple[tuple[str, ...], ...] = (
 FACETS = ("traceId", "accountId", "scenarioId", "pipeline", "status", "stage")
 
 
-class JobListQuery(CamelModel):
+class JobFilters(CamelModel):
+    """The filters and sort of a job listing (the table page keeps them in its URL)."""
+
     model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="ignore")
 
     status: JobStatus | None = None
@@ -119,12 +121,30 @@ class JobListQuery(CamelModel):
     createdFrom: Rfc3339 | None = Field(None, description="createdAt >= this")
     createdTo: Rfc3339 | None = Field(None, description="createdAt < this")
     sort: SortKey = "-createdAt"
-    limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = timed_cursor_field()
 
     def facets(self) -> dict[str, Any]:
         given = {name: getattr(self, name) for name in FACETS}
         return {k: (v.value if isinstance(v, JobStatus) else v) for k, v in given.items() if v is not None}
+
+
+class JobListQuery(JobFilters):
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = timed_cursor_field()
+
+
+class JobExportQuery(JobFilters):
+    search: str | None = Field(
+        None, min_length=1, max_length=MAX_TRACE_ID, description="Part of the jobId or traceId (any case)."
+    )
+
+    def page(self, limit: int, cursor: str | None) -> JobListQuery:
+        return JobListQuery.model_validate(
+            {**self.model_dump(exclude={"search"}), "limit": limit, "cursor": cursor}
+        )
+
+    def matches_search(self, job: Job) -> bool:
+        term = (self.search or "").lower()
+        return not term or term in job.job_id.lower() or term in job.trace_id.lower()
 
 
 @dataclass(frozen=True)
@@ -262,6 +282,8 @@ class AuditQuery(BaseModel):
     actor: str | None = Field(None, min_length=1, max_length=200)
     action: str | None = Field(None, min_length=1, max_length=64)
     target: str | None = Field(None, min_length=1, max_length=200)
+    since: Rfc3339 | None = Field(None, description="at >= this")
+    until: Rfc3339 | None = Field(None, description="at < this")
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = timed_cursor_field()
 
@@ -269,7 +291,17 @@ class AuditQuery(BaseModel):
 def audit_spec(q: AuditQuery) -> QuerySpec:
     equals = tuple((name, getattr(q, name)) for name in ("actor", "action", "target") if getattr(q, name))
     after = decode_timed_cursor(q.cursor) if q.cursor else None
-    return QuerySpec(equals=equals, order=(("at", True),), limit=q.limit, after=after)
+    # The range is on the sort field, so each equality's index (actor, at desc) serves it too.
+    ranged = q.since is not None or q.until is not None
+    return QuerySpec(
+        equals=equals,
+        range_field="at" if ranged else None,
+        range_from=q.since,
+        range_to=q.until,
+        order=(("at", True),),
+        limit=q.limit,
+        after=after,
+    )
 
 
 def audit_cursor(last: AuditRecord) -> str:
@@ -277,9 +309,11 @@ def audit_cursor(last: AuditRecord) -> str:
 
 
 def audit_shapes() -> Iterator[QuerySpec]:
+    now = datetime.now(UTC)
     for size in range(4):
         for names in combinations(("actor", "action", "target"), size):
-            yield audit_spec(AuditQuery(**{n: "x" for n in names}))
+            for ranged in (False, True):
+                yield audit_spec(AuditQuery(**{n: "x" for n in names}, since=now if ranged else None))
 
 
 # ---- dead letters ------------------------------------------------------------------------------------

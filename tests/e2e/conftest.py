@@ -1,5 +1,5 @@
-"""The browser tests' fixtures: one local stack per test module, Debian's Chromium, and pages
-signed in as a given user (tests/e2e/pages.py has the helpers)."""
+"""Fixtures of the end-to-end tests: one local stack for the session, Debian's Chromium, and pages
+signed in as someone. Screenshots go to artifacts/e2e/ (gitignored)."""
 
 from __future__ import annotations
 
@@ -12,37 +12,18 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from devtools.local.stack import LocalStack, running_stack
 from services.auth import mint_token
 from services.settings import Settings
-from tests.e2e.pages import ARTIFACTS, CHROMIUM_ARGS, DESKTOP, WAIT_MS
-
-# Records, for every row, the distinct stages the table showed, in order: proof that the row
-# changed in place (no reload: the recorder would be gone) and walked through its stages.
-RECORDER = """
-() => {
-  window.__noReload = true;
-  window.__stages = {};
-  const record = () => {
-    for (const row of document.querySelectorAll('#jobs tbody tr')) {
-      const id = row.dataset.jobId;
-      const stage = row.querySelector('td[data-col="stage"]').textContent;
-      const seen = (window.__stages[id] = window.__stages[id] || []);
-      if (seen[seen.length - 1] !== stage) seen.push(stage);
-    }
-  };
-  new MutationObserver(record).observe(document.querySelector('#jobs tbody'),
-    { subtree: true, childList: true, characterData: true });
-  record();
-}
-"""
+from tests.e2e.support import ARTIFACTS, CHROMIUM_ARGS, DESKTOP, RECORDER, SLOW_WORLD, WAIT_MS, world
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # THREADS: functions-framework's gthread pool; each open stream holds one of its threads.
     with running_stack(tmp_path_factory.mktemp("stack"), extra_env={"THREADS": "32"}) as local:
+        world(local, SLOW_WORLD)
         yield local
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -57,7 +38,7 @@ def open_page(browser: Browser, stack: LocalStack, request: pytest.FixtureReques
     pages: list[tuple[Page, list[str]]] = []
 
     def open_as(sub: str, role: str = "user") -> Page:
-        context = browser.new_context(viewport=DESKTOP)
+        context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))

@@ -7,48 +7,24 @@ them reached it over the live stream. Screenshots go to artifacts/e2e/ (gitignor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from devtools.local.stack import LocalStack
-from tests.e2e.pages import (
+from tests.e2e.support import (
     ARTIFACTS,
     NO_SIDEWAYS_SCROLL,
     PHONE,
+    VIDEO_STAGES,
     WAIT_MS,
-    api_get,
     api_job,
+    api_timeline,
+    cell,
     post_video,
+    row,
     world,
 )
 
 pytestmark = pytest.mark.e2e
-
-VIDEO_STAGES = ["received", "downloading", "downloaded", "processing", "processed", "publishing", "published"]
-# Every outside call takes a while, so each stage is on screen long enough to be seen.
-SLOW_WORLD = {
-    "video": {"latency_ms": 1200},
-    "processor": {"latency_ms": 1200},
-    "instagram": {"latency_ms": 1200},
-}
-
-
-@pytest.fixture(scope="module")
-def stack(stack: LocalStack) -> Iterator[LocalStack]:
-    """The shared stack (tests/e2e/conftest.py), slowed down so each stage stays on screen."""
-    world(stack, SLOW_WORLD)
-    yield stack
-
-
-def row(page: Page, job_id: str) -> Any:
-    return page.locator(f'#jobs tbody tr[data-job-id="{job_id}"]')
-
-
-def cell(page: Page, job_id: str, column: str) -> Any:
-    return row(page, job_id).locator(f'td[data-col="{column}"]')
 
 
 # ---- the tests -------------------------------------------------------------------------------------
@@ -146,10 +122,6 @@ def test_a_user_sees_only_their_own_jobs(stack, open_page):
     page.press("#f-search", "Enter")
     expect(page.locator("#jobs-message")).to_have_text(f"No job {others[0]}.")
     page.screenshot(path=ARTIFACTS / "user-view.png")
-
-
-def api_timeline(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
-    return list(api_get(stack, f"/api/jobs/{job_id}/events")["stages"])
 
 
 def test_the_sign_in_link_signs_in_once_and_leaves_no_code_in_the_url(stack, browser):

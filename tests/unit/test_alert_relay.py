@@ -162,7 +162,7 @@ def test_an_open_incident_reaches_both_chats_with_value_and_links(client, chat: 
     assert "service_name=jt-prod-pipeline-worker" in text
     assert "<b>Trace id:</b> acc1-scn2-src3" in text
     assert f'<a href="{API}/jobs/job_1767225600000_ab12cd34">Job</a>' in text
-    assert f'<a href="{API}/api/jobs?traceId=acc1-scn2-src3">Jobs of trace</a>' in text
+    assert f'<a href="{API}/?q=acc1-scn2-src3">Jobs of trace</a>' in text
     # Logs Explorer filtered by the trace label the JSON logger writes.
     assert (
         '<a href="https://console.cloud.google.com/logs/query;query=labels.traceId%3D%22acc1-scn2-src3%22'

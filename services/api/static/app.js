@@ -240,6 +240,7 @@
     fillOptions($("f-pipeline"), hello.pipelines);
     fillOptions($("f-status"), hello.statuses);
     $("queues").hidden = hello.role !== "admin";
+    $("f-user").hidden = hello.role !== "admin"; // users see their own jobs only
     if (!state.started) {
       state.started = true;
       refetchAll();
@@ -272,6 +273,7 @@
     if ($("f-status").value) params.status = $("f-status").value;
     if ($("f-pipeline").value) params.pipeline = $("f-pipeline").value;
     if ($("f-account").value.trim()) params.accountId = $("f-account").value.trim();
+    if ($("f-user").value.trim()) params.userId = $("f-user").value.trim();
     return params;
   }
 
@@ -280,6 +282,7 @@
     if (f.status && job.status !== f.status) return false;
     if (f.pipeline && job.pipeline !== f.pipeline) return false;
     if (f.accountId && job.accountId !== f.accountId) return false;
+    if (f.userId && job.userId !== f.userId) return false;
     const search = $("f-search").value.trim().toLowerCase();
     if (search && !job.jobId.toLowerCase().includes(search) && !job.traceId.toLowerCase().includes(search)) {
       return false;
@@ -304,6 +307,9 @@
       state.pending = [];
       renderTable();
     }
+    // A shared view (an alert's "Jobs of trace" link) may search for a job older than the rows loaded.
+    const term = $("f-search").value.trim();
+    if (term && ![...state.jobs.values()].some(matches)) lookUp(term);
   }
 
   function upsert(job, live) {
@@ -709,6 +715,184 @@
     $("chart-totals").textContent = `${done} succeeded · ${failed} failed · peak ${top}/min`;
   }
 
+  // ---- the view in the URL ------------------------------------------------------------------
+  // Filters, sort and search live in the query string: a view can be shared and reloaded as it
+  // is, and back/forward step between views.
+  const URL_FIELDS = { status: "f-status", pipeline: "f-pipeline", accountId: "f-account", userId: "f-user", q: "f-search" };
+  const DEFAULT_SORT = "-createdAt";
+
+  function viewFromUrl() {
+    const params = new URLSearchParams(location.search);
+    for (const [name, id] of Object.entries(URL_FIELDS)) {
+      const value = params.get(name) || "";
+      const input = $(id);
+      // The stream's hello fills the lists later; a value from the URL must be choosable now.
+      if (input.tagName === "SELECT" && value && ![...input.options].some((o) => o.value === value)) {
+        input.append(el("option", { value, text: value }));
+      }
+      input.value = value;
+    }
+    const sort = params.get("sort") || DEFAULT_SORT;
+    const key = sort.replace(/^-/, "");
+    state.sort = COLUMNS.includes(key) ? { key, dir: sort.startsWith("-") ? -1 : 1 } : { key: "createdAt", dir: -1 };
+  }
+
+  function viewQuery() {
+    const params = new URLSearchParams();
+    for (const [name, id] of Object.entries(URL_FIELDS)) {
+      const value = $(id).value.trim();
+      if (value) params.set(name, value);
+    }
+    const sort = `${state.sort.dir < 0 ? "-" : ""}${state.sort.key}`;
+    if (sort !== DEFAULT_SORT) params.set("sort", sort);
+    return params;
+  }
+
+  function saveView(replace = false) {
+    const query = viewQuery().toString();
+    const url = location.pathname + (query ? `?${query}` : "");
+    if (url === location.pathname + location.search) return;
+    if (replace) history.replaceState(null, "", url);
+    else history.pushState(null, "", url);
+  }
+
+  // The API sorts by creation or last change; a column sorted only on the page exports newest first.
+  function apiSort() {
+    const { key, dir } = state.sort;
+    if (key === "createdAt") return dir < 0 ? "-createdAt" : "createdAt";
+    return key === "updatedAt" && dir < 0 ? "-updatedAt" : DEFAULT_SORT;
+  }
+
+  // ---- bulk retry / cancel by filter ---------------------------------------------------------
+  // Preview (how many, by status), confirm, then runs of BULK_PAGE jobs until none is left, the
+  // bar moving after each. The API acts on each job once however many runs overlap (another
+  // operator, the CLI); what another run took counts here as skipped.
+  const BULK_PAGE = 10;
+  const bulk = { preview: null, running: false };
+
+  function bulkFilter() {
+    const { status, pipeline, accountId, userId } = filterParams();
+    return Object.fromEntries(Object.entries({ status, pipeline, accountId, userId }).filter(([, v]) => v));
+  }
+
+  function describeFilter(filter) {
+    const parts = Object.entries(filter).filter(([, v]) => v != null).map(([k, v]) => `${k} ${v}`);
+    return parts.length ? parts.join(", ") : "no filter";
+  }
+
+  async function previewBulk(action) {
+    if (bulk.running) return;
+    bulk.preview = null;
+    const box = $("bulk");
+    Object.assign(box.dataset, { state: "preview", action });
+    box.hidden = false;
+    $("bulk-confirm").hidden = true;
+    $("bulk-progress").hidden = true;
+    $("bulk-status").textContent = "";
+    $("bulk-preview").textContent = "Counting…";
+    try {
+      const preview = await api("/api/bulk/preview", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ action, filter: bulkFilter() }),
+      });
+      bulk.preview = preview;
+      const verb = action === "retry" ? "Retry" : "Cancel";
+      const byStatus = Object.entries(preview.byStatus).map(([status, n]) => `${n} ${status}`).join(", ");
+      $("bulk-preview").dataset.matched = String(preview.matched);
+      $("bulk-preview").textContent = preview.matched
+        ? `${verb} ${preview.matched} job(s) (${byStatus}) matching ${describeFilter(preview.filter)}?`
+          + ($("f-search").value.trim() ? " The search box narrows the table only, not this action." : "")
+        : `No job to ${action} matches ${describeFilter(preview.filter)}.`;
+      $("bulk-confirm").textContent = `${verb} ${preview.matched}`;
+      $("bulk-confirm").hidden = preview.matched === 0;
+    } catch (error) {
+      $("bulk-preview").textContent = `Preview refused: ${error.message}`;
+    }
+  }
+
+  async function runBulk() {
+    const preview = bulk.preview;
+    if (!preview || bulk.running) return; // a second click while it runs starts nothing
+    bulk.running = true;
+    const box = $("bulk");
+    box.dataset.state = "running";
+    $("bulk-confirm").disabled = true;
+    $("bulk-close").disabled = true;
+    const bar = $("bulk-progress");
+    Object.assign(bar, { hidden: false, max: Math.max(preview.matched, 1), value: 0 });
+    const totals = { acted: 0, skipped: 0, failed: 0 };
+    const body = { action: preview.action, filter: preview.filter, updatedBefore: preview.asOf, limit: BULK_PAGE };
+    try {
+      for (;;) {
+        const result = await api("/api/bulk", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        totals.acted += result.acted;
+        totals.skipped += result.skipped;
+        totals.failed += result.failed;
+        showBulkProgress(preview, totals);
+        // Done when nothing matches any more, or a call found nothing left that it could take.
+        if (result.remaining === 0 || result.acted + result.skipped === 0) break;
+      }
+      box.dataset.state = "done";
+      bar.value = bar.max;
+      $("bulk-status").textContent = `Done. ${$("bulk-status").textContent}`;
+    } catch (error) {
+      box.dataset.state = "error";
+      $("bulk-status").textContent += ` Stopped: ${error.message}. Preview again to go on.`;
+    } finally {
+      bulk.running = false;
+      bulk.preview = null;
+      $("bulk-confirm").hidden = true;
+      $("bulk-confirm").disabled = false;
+      $("bulk-close").disabled = false;
+    }
+  }
+
+  function showBulkProgress(preview, totals) {
+    const done = totals.acted + totals.skipped + totals.failed;
+    $("bulk-progress").value = Math.min(done, $("bulk-progress").max);
+    Object.assign($("bulk").dataset, { acted: totals.acted, skipped: totals.skipped, failed: totals.failed });
+    const verb = preview.action === "retry" ? "retried" : "cancelled";
+    $("bulk-status").textContent = `${done} of ${preview.matched}: ${totals.acted} ${verb}, `
+      + `${totals.skipped} skipped (moved, or taken by another run), ${totals.failed} failed.`;
+  }
+
+  // ---- CSV export of the current filter --------------------------------------------------------
+  // Every matching job, not only the rows loaded: the API streams them from Firestore page by page.
+  async function exportCsv() {
+    const query = new URLSearchParams({ ...filterParams(), sort: apiSort() });
+    const search = $("f-search").value.trim();
+    if (search) query.set("search", search);
+    const button = $("export-csv");
+    button.disabled = true;
+    $("jobs-message").textContent = "Exporting…";
+    try {
+      const response = await fetch(`/api/exports/jobs.csv?${query}`, {
+        headers: state.token ? { Authorization: `Bearer ${state.token}` } : {},
+      });
+      if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+      const text = await response.text();
+      const disposition = response.headers.get("Content-Disposition") || "";
+      const name = (disposition.match(/filename="([^"]+)"/) || [])[1] || "jobs.csv";
+      const url = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+      const link = el("a", { href: url, download: name, hidden: "" });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      const rows = text.split("\r\n").filter(Boolean).length - 1;
+      $("jobs-message").textContent = `Exported ${rows} job(s) to ${name}.`;
+    } catch (error) {
+      $("jobs-message").textContent = `Export refused: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   // ---- wiring -------------------------------------------------------------------------------
   function start() {
     state.signedIn = true;
@@ -735,9 +919,25 @@
       if (token) signIn(token);
     });
     $("logout").addEventListener("click", () => signOut());
-    for (const id of ["f-status", "f-pipeline"]) $(id).addEventListener("change", onFiltersChanged);
-    $("f-account").addEventListener("change", onFiltersChanged);
-    $("f-search").addEventListener("input", renderTable);
+    for (const id of ["f-status", "f-pipeline", "f-account", "f-user"]) {
+      $(id).addEventListener("change", () => {
+        saveView();
+        onFiltersChanged();
+      });
+    }
+    $("f-search").addEventListener("input", () => {
+      renderTable();
+      saveView(true); // each keystroke is not a step back
+    });
+    window.addEventListener("popstate", () => {
+      viewFromUrl();
+      onFiltersChanged();
+    });
+    $("bulk-retry").addEventListener("click", () => previewBulk("retry"));
+    $("bulk-cancel").addEventListener("click", () => previewBulk("cancel"));
+    $("bulk-confirm").addEventListener("click", runBulk);
+    $("bulk-close").addEventListener("click", () => ($("bulk").hidden = true));
+    $("export-csv").addEventListener("click", exportCsv);
     $("f-search").addEventListener("keydown", (event) => {
       if (event.key !== "Enter") return;
       event.preventDefault();
@@ -749,6 +949,7 @@
       th.addEventListener("click", () => {
         const key = th.dataset.key;
         state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : key.endsWith("At") ? -1 : 1 };
+        saveView();
         renderTable();
       });
     }
@@ -760,6 +961,7 @@
     $("btn-retry").addEventListener("click", () => act("retry"));
     $("btn-cancel").addEventListener("click", () => act("cancel"));
 
+    viewFromUrl();
     const code = new URLSearchParams(location.hash.slice(1)).get("login");
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (code) signInWithCode(code);

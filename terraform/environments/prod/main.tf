@@ -35,5 +35,5 @@ module "stack" {
   outside_urls = { for key, url in var.outside_urls : key => url if url != null }
 
   # People sign in to the API and its page with Google (Identity-Aware Proxy).
-  iap = { enabled = true, members = var.iap_members, admin_emails = var.iap_admin_emails }
+  iap = { enabled = true, members = var.iap_members, admin_emails = var.iap_admin_emails, admin_group = var.iap_admin_group }
 }

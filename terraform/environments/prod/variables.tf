@@ -85,6 +85,12 @@ variable "iap_admin_emails" {
   default     = []
 }
 
+variable "iap_admin_group" {
+  description = "Email of a Google group whose members are also the API's admins (empty: none)."
+  type        = string
+  default     = ""
+}
+
 variable "ingest_service_accounts" {
   description = "Reporting services (bring your own pipeline): service account email -> reporter name."
   type        = map(string)

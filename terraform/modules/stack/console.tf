@@ -4,6 +4,11 @@
 # signed header, and the API verifies it (services/auth/iap.py) against IAP_AUDIENCE, this
 # service's own audience. Bearer JWTs and API keys keep working behind it for machines and the CLI.
 #
+# Admins by Google group (var.iap.admin_group): the API asks the Cloud Identity Groups API
+# (services/auth/groups.py), enabled below. Reading a group's memberships is granted in the
+# Workspace / Cloud Identity admin console, not by project IAM: give the API's service account the
+# Groups Reader admin role, or make the group's members visible to it (docs/decisions/0014).
+#
 # The job page's live log lines: the API reads Cloud Logging by labels.jobId (JOB_LOG_SOURCE=cloud,
 # services/reads/job_logs.py; docs/decisions/0011-job-log-lines.md).
 
@@ -17,6 +22,7 @@ locals {
   iap_env = {
     IAP_AUDIENCE     = "/projects/${data.google_project.this.number}/locations/${var.region}/services/${var.prefix}api"
     IAP_ADMIN_EMAILS = jsonencode(var.iap.admin_emails)
+    IAP_ADMIN_GROUP  = var.iap.admin_group
   }
   console_env = { JOB_LOG_SOURCE = "cloud" }
   # The catalogue's services, with IAP switched on (and its settings given) where var.iap says, and
@@ -76,13 +82,28 @@ output "job_logs" {
   }
 }
 
+# Why enabled only with a group: the API calls groups:lookup and memberships:lookup on it to know
+# whether a signed-in person is an admin.
+resource "google_project_service" "cloud_identity" {
+  for_each = var.iap.enabled && var.iap.admin_group != "" ? toset(["cloudidentity.googleapis.com"]) : toset([])
+
+  project            = var.project_id
+  service            = each.key
+  disable_on_destroy = false
+
+  depends_on = [google_project_service.bootstrap]
+}
+
 output "iap" {
-  description = "Identity-Aware Proxy: whether it is on, the audience the API checks, who may pass."
+  description = "Identity-Aware Proxy: whether it is on, the audience the API checks, who may pass, the admins' group."
   value = {
-    enabled  = var.iap.enabled
-    services = sort(tolist(local.iap_services))
-    audience = var.iap.enabled ? local.iap_env.IAP_AUDIENCE : null
-    members  = sort([for grant in google_iap_web_cloud_run_service_iam_member.access : grant.member])
-    invoker  = [for grant in google_cloud_run_v2_service_iam_member.iap_invoker : grant.member]
+    enabled = var.iap.enabled
+    # What the API's environment says (IAP_ADMIN_GROUP), null when no group makes admins.
+    admin_group = try(local.services_behind_iap["api"].env.IAP_ADMIN_GROUP, "") != "" ? local.services_behind_iap["api"].env.IAP_ADMIN_GROUP : null
+    apis        = sort([for api in google_project_service.cloud_identity : api.service])
+    services    = sort(tolist(local.iap_services))
+    audience    = var.iap.enabled ? local.iap_env.IAP_AUDIENCE : null
+    members     = sort([for grant in google_iap_web_cloud_run_service_iam_member.access : grant.member])
+    invoker     = [for grant in google_cloud_run_v2_service_iam_member.iap_invoker : grant.member]
   }
 }

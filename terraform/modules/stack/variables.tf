@@ -174,19 +174,26 @@ variable "iap" {
   description = <<-EOT
     Identity-Aware Proxy in front of the API service and its page (sign-in with Google). `members`
     may pass IAP (user:, group:, domain:, serviceAccount: for machines that also send their own
-    API key or JWT); `admin_emails` are the API's admins among them (IAP_ADMIN_EMAILS), everyone
-    else is a user who sees their own jobs.
+    API key or JWT); `admin_emails` are the API's admins among them (IAP_ADMIN_EMAILS), and so are
+    the members of the Google group `admin_group` (its email; IAP_ADMIN_GROUP, checked with the
+    Cloud Identity Groups API); everyone else is a user who sees their own jobs.
   EOT
   type = object({
     enabled      = bool
     members      = optional(list(string), [])
     admin_emails = optional(list(string), [])
+    admin_group  = optional(string, "")
   })
   default = { enabled = false }
 
   validation {
     condition     = !var.iap.enabled || length(var.iap.members) > 0
     error_message = "With IAP on, iap.members must name who may pass it; nobody could sign in otherwise."
+  }
+
+  validation {
+    condition     = var.iap.admin_group == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.iap.admin_group))
+    error_message = "iap.admin_group is the admins' Google group's email address (or empty for none)."
   }
 }
 

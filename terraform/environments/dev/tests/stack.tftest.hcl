@@ -311,6 +311,62 @@ run "identity_aware_proxy_is_off_unless_switched_on" {
     condition     = !contains(output.stack.services["api"].env_names, "IAP_AUDIENCE")
     error_message = "Without IAP the API is not told an IAP audience (the header then signs nobody in)."
   }
+
+  assert {
+    condition     = output.stack.iap.admin_group == null && length(output.stack.iap.apis) == 0
+    error_message = "Without IAP no admin group is checked and the Cloud Identity API stays off."
+  }
+}
+
+run "admins_by_google_group_are_wired_to_the_api_with_the_cloud_identity_api" {
+  command = apply
+
+  module {
+    source = "../../modules/stack"
+  }
+
+  variables {
+    environment         = "staging"
+    region              = "europe-west1"
+    firestore_location  = "europe-west1"
+    deletion_protection = false
+    prefix              = "jt-stg-"
+    iap                 = { enabled = true, members = ["group:oncall@example.com"], admin_group = "jobtrail-admins@example.com" }
+  }
+
+  assert {
+    condition     = output.iap.admin_group == "jobtrail-admins@example.com" && contains(output.services["api"].env_names, "IAP_ADMIN_GROUP") && contains(output.services["api"].env_names, "IAP_ADMIN_EMAILS")
+    error_message = "The API is told the admins' group (IAP_ADMIN_GROUP) beside the admin emails."
+  }
+
+  assert {
+    condition     = alltrue([for name, s in output.services : !contains(s.env_names, "IAP_ADMIN_GROUP") if name != "api"])
+    error_message = "Only the API checks group membership."
+  }
+
+  assert {
+    condition     = length(output.iap.apis) == 1 && contains(output.iap.apis, "cloudidentity.googleapis.com")
+    error_message = "The Cloud Identity API (groups:lookup, memberships:lookup) is enabled with a group."
+  }
+}
+
+run "an_admin_group_that_is_not_an_email_is_refused" {
+  command = plan
+
+  module {
+    source = "../../modules/stack"
+  }
+
+  variables {
+    environment         = "staging"
+    region              = "europe-west1"
+    firestore_location  = "europe-west1"
+    deletion_protection = false
+    prefix              = "jt-stg-"
+    iap                 = { enabled = true, members = ["group:oncall@example.com"], admin_group = "jobtrail admins" }
+  }
+
+  expect_failures = [var.iap]
 }
 
 run "the_api_reads_job_log_lines_from_cloud_logging" {

@@ -12,6 +12,7 @@ variables {
   propagation_wait_seconds = 0
   iap_members              = ["group:oncall@example.com", "serviceAccount:ci@jobtrail-prod-test.iam.gserviceaccount.com"]
   iap_admin_emails         = ["lead@example.com"]
+  iap_admin_group          = "jobtrail-admins@example.com"
 }
 
 run "prod_is_named_protected_and_keeps_the_api_warm" {
@@ -59,5 +60,19 @@ run "prod_puts_the_api_behind_identity_aware_proxy" {
   assert {
     condition     = contains(output.stack.services["api"].env_names, "IAP_AUDIENCE") && contains(output.stack.services["api"].env_names, "IAP_ADMIN_EMAILS")
     error_message = "The API is told its IAP audience and its admins."
+  }
+}
+
+run "prod_makes_admins_of_the_admin_group_too" {
+  command = apply
+
+  assert {
+    condition     = output.stack.iap.admin_group == "jobtrail-admins@example.com" && contains(output.stack.services["api"].env_names, "IAP_ADMIN_GROUP")
+    error_message = "The API is told the admins' Google group (IAP_ADMIN_GROUP)."
+  }
+
+  assert {
+    condition     = length(output.stack.iap.apis) == 1 && contains(output.stack.iap.apis, "cloudidentity.googleapis.com")
+    error_message = "The Cloud Identity API is enabled, for the API's group membership checks."
   }
 }
