@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from google.api_core.exceptions import GoogleAPICallError
@@ -26,6 +27,7 @@ from services.pipelines.registry import get_pipeline
 from services.pipelines.spec import JobStatus
 from services.publishing import publish_job
 from services.runtime import Runtime
+from services.telemetry.redaction import Redactor, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +192,7 @@ def replay_job(rt: Runtime, job_id: str, *, actor: str, execution_id: str | None
         if execution_id is not None and not rt.repo.get_execution(execution_id).queued_to_dlq:
             raise NotDeadLettered(f"execution {execution_id} was not dead-lettered")
         job = rt.repo.get_job(job_id)
-        if job.error is None or job.error.code != DEAD_LETTERED:
-            raise NotDeadLettered(f"job {job_id} is not in the dead-letter queue ({job.stage})", jobId=job_id)
+        require_dead_lettered(job)
         reopened = _replay(rt, job, actor)
         outcome.append(f"job {job_id} attempt {reopened.attempt}")
         return reopened
@@ -278,6 +279,102 @@ def _tally(report: ReplayReport, job: Job, result: Job | Exception) -> None:
         report.failed += 1
         if len(report.failures) < MAX_REPORTED_FAILURES:
             report.failures.append({"jobId": job.job_id, "error": type(result).__name__})
+
+
+def replay_selected(
+    rt: Runtime,
+    jobs: list[Job],
+    *,
+    actor: str,
+    as_of: datetime,
+    replay_id: str,
+    concurrency: int = 8,
+) -> ReplayReport:
+    """Replay each of ``jobs`` (dead letters an operator selected) once, however many runs of the
+    same selection overlap: a job reopens only while it is still at the attempt read and still
+    dead-lettered, and only if it was last changed before ``as_of`` (the preview's time), so one
+    that was replayed and dead-lettered again since is not replayed a second time. Each job
+    replayed gets its own audit record, the run one more with its counts."""
+    params = {"jobs": len(jobs), "asOf": as_of.isoformat(), "replayId": replay_id}
+    with audited(rt, actor=actor, action="dlq.replay_selection", target="dlq", params=params) as outcome:
+        report = ReplayReport(matched=len(jobs))
+        due = [job for job in jobs if job.updated_at < as_of]
+        report.skipped += len(jobs) - len(due)
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
+            for job, result in zip(
+                due, pool.map(lambda j: _replay_once(rt, j, actor, replay_id), due), strict=True
+            ):
+                _tally(report, job, result)
+        report.pages = 1
+        outcome.append(f"replayed {report.replayed}, skipped {report.skipped}, failed {report.failed}")
+        return report
+
+
+def _replay_once(rt: Runtime, job: Job, actor: str, replay_id: str) -> Job | Exception:
+    try:
+        # The precondition comes before the audit: a job another run replayed was not replayed here.
+        reopened = rt.repo.retry_unless_moved(
+            job.job_id, actor=actor, expected_attempt=job.attempt, expected_error_code=DEAD_LETTERED
+        )
+        with audited(
+            rt, actor=actor, action="dlq.replay", target=job.job_id, params={"replayId": replay_id}
+        ) as outcome:
+            queue_reopened(rt, reopened, "replay")
+            outcome.append(f"job {job.job_id} attempt {reopened.attempt}")
+        return reopened
+    except TransitionConflict as exc:
+        return exc
+    except (JobtrailError, GoogleAPICallError, TimeoutError) as exc:
+        log.warning("replay of job %s failed: %s", job.job_id, type(exc).__name__)
+        return exc
+
+
+def input_diff(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
+    """What an edit changes, field by field (nested maps by dotted path; lists and values whole)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        changes: list[dict[str, Any]] = []
+        for key in list(dict.fromkeys([*before, *after])):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in after:
+                changes.append({"field": where, "change": "removed", "before": before[key], "after": None})
+            elif key not in before:
+                changes.append({"field": where, "change": "added", "before": None, "after": after[key]})
+            else:
+                changes += input_diff(before[key], after[key], where)
+        return changes
+    if before == after and type(before) is type(after):
+        return []
+    return [{"field": path or "(input)", "change": "changed", "before": before, "after": after}]
+
+
+def require_dead_lettered(job: Job) -> None:
+    if job.error is None or job.error.code != DEAD_LETTERED:
+        raise NotDeadLettered(
+            f"job {job.job_id} is not in the dead-letter queue ({job.stage})", jobId=job.job_id
+        )
+
+
+def edit_dead_letter_input(
+    rt: Runtime, job: Job, new_input: dict[str, Any], *, actor: str
+) -> tuple[Job, list[dict[str, Any]]]:
+    """Replace a dead letter's input with ``new_input`` (already checked against its pipeline's
+    input model), unless it moved meanwhile; (the job with its new input, the changes). Audited
+    with the input before and after, redacted as the attempts' payload snapshots are."""
+    changes = input_diff(job.input, new_input)
+    redactor = Redactor(secret_values(rt.settings))
+    params = {
+        "before": redactor.redact(job.input),
+        "after": redactor.redact(new_input),
+        "changed": [c["field"] for c in changes],
+    }
+    with audited(rt, actor=actor, action="dlq.edit_input", target=job.job_id, params=params) as outcome:
+        require_dead_lettered(job)
+        if changes:
+            rt.repo.replace_input_unless_moved(
+                job.job_id, new_input, expected_attempt=job.attempt, expected_error_code=DEAD_LETTERED
+            )
+        outcome.append(f"{len(changes)} field(s) changed")
+    return job.model_copy(update={"input": new_input}), changes
 
 
 # ---- queues --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass
 
 from services.errors import InvalidInput, JobNotFound, TransitionConflict
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 
 SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
 SOURCE_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
+
+
+# The worker records a failed attempt as "CODE: message" (services/worker/engine.py).
+_ERROR_CODE = re.compile(r"^([A-Z][A-Z0-9_]{0,63}):")
+
+
+def error_code_of(last_error: str | None) -> str | None:
+    """The code of an attempt's recorded error, if it has one."""
+    match = _ERROR_CODE.match(last_error or "")
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,10 @@ def record_dead_letter(rt: Runtime, envelope: PushEnvelope) -> DeadLetterRecord:
     source = attributes.get(SOURCE_SUBSCRIPTION, envelope.subscription_name)
     attempts = int(attributes.get(SOURCE_DELIVERY_COUNT, "0") or 0)
     executions = rt.repo.list_executions(job.job_id)
+    cause = None
     if executions:
         execution_id = executions[-1].execution_id
+        cause = error_code_of(executions[-1].last_error)
         rt.repo.mark_dead_lettered(execution_id)
     else:
         execution = Execution(
@@ -92,7 +105,7 @@ def record_dead_letter(rt: Runtime, envelope: PushEnvelope) -> DeadLetterRecord:
                 spec.failed.name,
                 actor="dlq-analyzer",
                 message=reason,
-                error=JobError(code="DEAD_LETTERED", message=reason, retryable=True),
+                error=JobError(code="DEAD_LETTERED", message=reason, retryable=True, cause=cause),
             ),
         ).applied
     if applied:

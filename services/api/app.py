@@ -13,6 +13,7 @@ from services.api import (
     admin,
     audit,
     bulk,
+    dead_letters,
     dlq,
     export,
     jobs,
@@ -44,6 +45,7 @@ CORE_BLUEPRINTS = (
     summary.bp,
     admin.bp,
     dlq.bp,
+    dead_letters.bp,
     audit.bp,
     stream_tickets.bp,
     session.bp,
@@ -52,7 +54,7 @@ CORE_BLUEPRINTS = (
     openapi.bp,
 )
 # Blueprints that need the runtime in their options: the live stream (/api/stream), a job's live
-# log lines (/api/jobs/<jobId>/logs/stream) and the pages (/, /jobs/<jobId>).
+# log lines (/api/jobs/<jobId>/logs/stream) and the pages (/, /jobs/<jobId>, /dead-letters).
 RUNTIME_BLUEPRINTS = (stream_blueprint, job_logs_blueprint, dashboard_blueprint)
 
 

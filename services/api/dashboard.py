@@ -36,6 +36,14 @@ def job_page(job_id: str) -> flask.Response:
     return response
 
 
+@dashboard_blueprint.get("/dead-letters")
+def dead_letters_page() -> flask.Response:
+    """Dead letters by pipeline, cause and day: select, preview, replay; fix a job's input first."""
+    response = dashboard_blueprint.send_static_file("dead_letters.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 @dashboard_blueprint.get("/audit")
 def audit_page() -> flask.Response:
     """Who did what and when: admins see every action, users their own (GET /api/audit decides)."""

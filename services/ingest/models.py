@@ -33,7 +33,8 @@ MAX_FREE_FORM_DEPTH = 16
 
 def _storable(value: Any, depth: int = 0) -> Any:
     """Free-form JSON (a job's input, a result) that Firestore can store as a map: keys non-empty
-    and not reserved (``__name__``), text that is valid UTF-8, bounded nesting."""
+    and not reserved (``__name__``), text that is valid UTF-8, no list directly in a list, bounded
+    nesting."""
     if depth > MAX_FREE_FORM_DEPTH:
         raise ValueError(f"nested deeper than {MAX_FREE_FORM_DEPTH} levels")
     if isinstance(value, str):
@@ -49,6 +50,8 @@ def _storable(value: Any, depth: int = 0) -> Any:
             _storable(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
+            if isinstance(item, list):
+                raise ValueError("a list may not hold a list directly (Firestore cannot store it)")
             _storable(item, depth + 1)
     return value
 

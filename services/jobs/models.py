@@ -52,6 +52,9 @@ class JobError(CamelModel):
     message: str
     retryable: bool = False
     stage: str | None = None
+    # The error code behind this one, when it wraps another: a dead letter's last failed attempt
+    # (VIDEO_SOURCE_ERROR...), which the dead-letters page groups by.
+    cause: str | None = None
 
 
 class Cost(CamelModel):

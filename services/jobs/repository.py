@@ -764,6 +764,33 @@ class JobRepository:
             ) from None
         return job.model_copy(update=plan.patch)
 
+    def replace_input_unless_moved(
+        self, job_id: str, new_input: dict[str, Any], *, expected_attempt: int, expected_error_code: str
+    ) -> Job:
+        """Set the job's input while it is still at ``expected_attempt`` and failed with
+        ``expected_error_code``; returns the job as it was. One write preconditioned on the update
+        time read (as ``retry_unless_moved``): a replay or an edit that got there first wins, and
+        this one raises TransitionConflict."""
+        snap = self.job_ref(job_id).get()
+        if not snap.exists:
+            raise JobNotFound(f"Job {job_id} not found")
+        job = Job.model_validate(snap.to_dict())
+        error_code = job.error.code if job.error else None
+        if job.attempt != expected_attempt or error_code != expected_error_code:
+            raise TransitionConflict(
+                f"job {job_id} moved on (attempt {job.attempt}, error {error_code})", jobId=job_id
+            )
+        try:
+            self.job_ref(job_id).update(
+                {"input": new_input, "updatedAt": self.clock()},
+                option=self.db.write_option(last_update_time=snap.update_time),
+            )
+        except (FailedPrecondition, Conflict, DocumentMissing):
+            raise TransitionConflict(
+                f"job {job_id} was changed by someone else meanwhile", jobId=job_id
+            ) from None
+        return job
+
     # ---- counts (aggregation queries: the server counts index entries, no document reads) ----
     def count_jobs(self, **equals: Any) -> int:
         query: Any = self.collection("jobs")

@@ -353,6 +353,36 @@ def dead_letter_shapes() -> Iterator[tuple[QuerySpec, bool]]:
             yield dead_letter_spec(flt), True
 
 
+class DeadLetterBoardFilter(CamelModel):
+    """Which dead letters the dead-letters page shows or a replay takes: all given fields match.
+    ``cause`` is the error code of the job's last failed attempt (UNKNOWN when none was recorded);
+    ``since``/``until`` bound when it was dead-lettered."""
+
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid")
+
+    pipeline: str | None = Field(None, min_length=1, max_length=64)
+    cause: str | None = Field(None, min_length=1, max_length=64)
+    since: Rfc3339 | None = Field(None, description="Dead-lettered at or after this.")
+    until: Rfc3339 | None = Field(None, description="Dead-lettered before this.")
+    userId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+
+
+class DeadLetterBoardQuery(DeadLetterBoardFilter):
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="ignore")
+
+    limit: int = Field(200, ge=1, le=1000, description="Rows to list (groups and counts cover all).")
+
+
+# Dead letters the page reads per view: groups need them all in hand (Firestore cannot group), and
+# a dead-letter queue past this size is an incident to replay by filter, oldest first, not to browse.
+MAX_DEAD_LETTERS_SCANNED = 2000
+
+
+def dead_letter_scan_spec(user_id: str | None) -> QuerySpec:
+    """Every dead letter (a user's own), oldest first, up to the scan's limit."""
+    return dead_letter_spec(DeadLetterFilter(user_id=user_id), limit=MAX_DEAD_LETTERS_SCANNED + 1)
+
+
 # ---- summary -----------------------------------------------------------------------------------------
 class SummaryQuery(CamelModel):
     """Filters for the cost part of the summary (issue 5: cost per account and scenario)."""

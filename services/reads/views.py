@@ -269,3 +269,39 @@ class AuditView(CamelModel):
 class AuditPage(Envelope):
     audit: list[AuditView]
     next_cursor: str | None
+
+
+# ---- the dead-letters page -------------------------------------------------------------------------
+class DeadLetterGroup(CamelModel):
+    value: str
+    count: int
+
+
+class DeadLetterGroups(CamelModel):
+    """Counts per value of each facet, each over the dead letters matching the other facets."""
+
+    pipeline: list[DeadLetterGroup]
+    cause: list[DeadLetterGroup] = Field(description="Error code of the last failed attempt.")
+    day: list[DeadLetterGroup] = Field(description="UTC day it was dead-lettered (YYYY-MM-DD).")
+
+
+class DeadLetterBoard(Envelope):
+    total: int = Field(description="Dead letters visible to the caller (all filters off).")
+    matched: int = Field(description="Dead letters matching the filter.")
+    truncated: bool = Field(
+        description="More dead letters exist than one view reads: counts cover the oldest ones."
+    )
+    groups: DeadLetterGroups
+    subscriptions: dict[str, list[str]] = Field(
+        description="Pipeline -> the subscriptions a replay of its jobs is delivered to."
+    )
+    jobs: list[JobView] = Field(description="Matching dead letters, oldest first, up to limit.")
+
+
+class DeadLetterPreview(Envelope):
+    """What a replay of the selection would take, as of ``asOf``."""
+
+    matched: int
+    by_pipeline: dict[str, int]
+    by_subscription: dict[str, int]
+    as_of: datetime = Field(description="Pass as asOf to the replay: jobs changed after it are left alone.")

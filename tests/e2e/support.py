@@ -64,7 +64,7 @@ def world(stack: LocalStack, changes: dict[str, Any]) -> None:
     requests.post(f"{stack.url('fake_world')}/_control", json=changes, timeout=10).raise_for_status()
 
 
-def post_video(stack: LocalStack, user: str) -> str:
+def post_video(stack: LocalStack, user: str, *, video_url: str | None = None) -> str:
     body = json.dumps(
         {
             "accountId": f"acc-{user}",
@@ -72,7 +72,7 @@ def post_video(stack: LocalStack, user: str) -> str:
             "sourceId": f"src-{uuid.uuid4().hex[:8]}",
             "userId": user,
             "deliveryId": uuid.uuid4().hex,
-            "videoUrl": f"https://videos.example/clip-{uuid.uuid4().hex[:6]}.mp4",
+            "videoUrl": video_url or f"https://videos.example/clip-{uuid.uuid4().hex[:6]}.mp4",
             "caption": "e2e",
         }
     ).encode()

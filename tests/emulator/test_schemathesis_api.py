@@ -53,15 +53,16 @@ FREE_FORM_FIELDS = {"input", "result"}
 
 @schemathesis.hook
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-    """Which stages an ingest report may name depends on its job's pipeline, and Firestore's rules
-    for free-form maps (above) are not JSON Schema's: a generated stage or map refused with a 400
-    naming it is the expected answer, not a failure. Everything else counts."""
+    """Which stages an ingest report may name, and what a dead letter's edited input must hold,
+    depend on the job's pipeline, and Firestore's rules for free-form maps (above) are not JSON
+    Schema's: a generated stage, input or map refused with a 400 naming it is the expected answer,
+    not a failure. Everything else counts."""
     if getattr(failure, "code", None) == "ST202" and response.status_code == 400:
         try:
             body = json.loads(response.content)
         except ValueError:
             return True
-        if body.get("error_field") == "stage":
+        if body.get("error_field") in ("stage", "input"):
             return False
         locations = [p.get("loc", []) for p in body.get("problems", [])]
         # loc starts with the report type for ingest reports (a tagged union): look at two parts.

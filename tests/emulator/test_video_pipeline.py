@@ -159,6 +159,8 @@ def test_poison_message_is_dead_lettered_then_replayed_once_healed(stack, world)
     executions = repo.list_executions(job_id)
     assert len(executions) == 5  # max_delivery_attempts in infra/topology.yaml
     assert executions[-1].queued_to_dlq and not any(e.queued_to_dlq for e in executions[:-1])
+    # The last attempt's error code is kept as the cause: the dead-letters page groups by it.
+    assert job.error.cause and executions[-1].last_error.startswith(f"{job.error.cause}: ")
 
     world.configure(video={"poison": False})
     retry_job(stack.rt, job_id, actor="test", reason="replay")
