@@ -108,6 +108,7 @@ NEEDS: dict[str, tuple[Need, ...]] = {
         Need("job_log_source", "given", "terraform/modules/stack console.tf (JOB_LOG_SOURCE=cloud)"),
         Need("ingest_audience", "url", "terraform/modules/stack url_env (the api service's URL)"),
         Need("ingest_service_accounts", "given", "Terraform variable ingest_service_accounts"),
+        Need("ingest_api_key_hashes", "given", "Terraform variable ingest_api_key_hashes"),
         _generated("jwt_secret"),
         SUNO_API,
         SUNO_KEY,

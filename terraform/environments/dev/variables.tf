@@ -74,6 +74,12 @@ variable "propagation_wait_seconds" {
   default     = 90
 }
 
+variable "ingest_api_key_hashes" {
+  description = "Reporting services with a reporter key: SHA-256 of the key (lower-case hex) -> reporter name."
+  type        = map(string)
+  default     = {}
+}
+
 variable "ingest_service_accounts" {
   description = "Reporting services (bring your own pipeline): service account email -> reporter name."
   type        = map(string)

@@ -31,6 +31,7 @@ module "stack" {
   secret_versions          = var.secret_versions
   propagation_wait_seconds = var.propagation_wait_seconds
   ingest_service_accounts  = var.ingest_service_accounts
+  ingest_api_key_hashes    = var.ingest_api_key_hashes
   # Unset optional fields keep the stack's defaults (sunoapi.org, the Graph API).
   outside_urls = { for key, url in var.outside_urls : key => url if url != null }
 

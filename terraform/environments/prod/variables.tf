@@ -91,6 +91,12 @@ variable "iap_admin_group" {
   default     = ""
 }
 
+variable "ingest_api_key_hashes" {
+  description = "Reporting services with a reporter key: SHA-256 of the key (lower-case hex) -> reporter name."
+  type        = map(string)
+  default     = {}
+}
+
 variable "ingest_service_accounts" {
   description = "Reporting services (bring your own pipeline): service account email -> reporter name."
   type        = map(string)

@@ -52,7 +52,10 @@ locals {
   service_env = {
     for name, svc in local.services : name => merge(
       merge([for outside in try(svc.outside, []) : local.outside_env[outside]]...),
-      name == "api" ? { INGEST_SERVICE_ACCOUNTS = jsonencode(var.ingest_service_accounts) } : {},
+      name == "api" ? {
+        INGEST_SERVICE_ACCOUNTS = jsonencode(var.ingest_service_accounts)
+        INGEST_API_KEY_HASHES   = jsonencode(var.ingest_api_key_hashes)
+      } : {},
       name == "alert_relay" ? merge(
         { ALERT_CHANNELS = jsonencode([for channel, on in { telegram = local.chat_secrets.TELEGRAM_BOT_TOKEN, slack = local.chat_secrets.SLACK_WEBHOOK_URL } : channel if on]) },
         var.telegram_chat_id != null ? { TELEGRAM_CHAT_ID = var.telegram_chat_id } : {},

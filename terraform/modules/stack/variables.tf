@@ -197,6 +197,17 @@ variable "iap" {
   }
 }
 
+variable "ingest_api_key_hashes" {
+  description = "Services that report their own pipelines' jobs with a reporter key: the key's SHA-256 (lower-case hex) -> the reporter name their pipeline declarations list. Only the hash is configured; the key stays with the service."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for digest in keys(var.ingest_api_key_hashes) : can(regex("^[0-9a-f]{64}$", digest))])
+    error_message = "ingest_api_key_hashes keys are SHA-256 digests of the keys in lower-case hex, never the keys themselves."
+  }
+}
+
 variable "ingest_service_accounts" {
   description = "Services that report their own pipelines' jobs (services/ingest): their service account email -> the reporter name their pipeline declarations list. They may call the ingest API with Google ID tokens and publish to ingest-reports."
   type        = map(string)

@@ -382,3 +382,35 @@ run "the_api_reads_job_log_lines_from_cloud_logging" {
     error_message = "The API reads job logs from Cloud Logging; no other service is told to."
   }
 }
+
+run "a_reporter_key_reaches_the_api_as_its_hash" {
+  command = apply
+
+  variables {
+    ingest_api_key_hashes = { (sha256(join("-", ["not", "a", "reporter", "key"]))) = "clip-render" }
+  }
+
+  assert {
+    condition     = contains(output.stack.services["api"].env_names, "INGEST_API_KEY_HASHES")
+    error_message = "The API learns reporter keys from Terraform, by their hashes."
+  }
+}
+
+run "a_reporter_key_given_in_clear_is_refused" {
+  command = plan
+
+  module {
+    source = "../../modules/stack"
+  }
+
+  variables {
+    environment           = "staging"
+    region                = "europe-west1"
+    firestore_location    = "europe-west1"
+    deletion_protection   = false
+    prefix                = "jt-stg-"
+    ingest_api_key_hashes = { (join("-", ["not", "a", "reporter", "key"])) = "clip-render" }
+  }
+
+  expect_failures = [var.ingest_api_key_hashes]
+}
