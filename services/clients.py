@@ -43,6 +43,7 @@ class Clients:
                 self._firestore = firestore.Client(
                     project=self.settings.google_cloud_project, database=self.settings.firestore_database
                 )
+                bound_firestore_calls(self._firestore, self.settings.firestore_call_timeout_seconds)
             return self._firestore
 
     @property
@@ -67,6 +68,26 @@ class Clients:
             if self._publisher is not None:
                 self._publisher.stop()
             self._firestore = self._publisher = None
+
+
+# Listen and Write are long-lived streams (default timeout a day); every other call defaults to 60-300 s.
+_LONGEST_BOUNDED_DEFAULT_SECONDS = 300.0
+
+
+def bound_firestore_calls(client: firestore.Client, seconds: float) -> None:
+    """Every request-sized Firestore call gives up within ``seconds``, retries included.
+
+    The library retries an unreachable Firestore for up to 300 s per call and has no public switch
+    for those defaults, so they are set on its transport's table of wrapped methods, the table each
+    call reads its default retry and timeout from. Calls given their own timeout keep it.
+    """
+    for call in client._firestore_api._transport._wrapped_methods.values():
+        default = call._timeout
+        if not isinstance(default, int | float) or default > _LONGEST_BOUNDED_DEFAULT_SECONDS:
+            continue
+        call._timeout = min(default, seconds)
+        if call._retry is not None:
+            call._retry = call._retry.with_timeout(seconds)
 
 
 _clients: Clients | None = None

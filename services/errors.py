@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from google.api_core.exceptions import DeadlineExceeded, RetryError, ServiceUnavailable
+
 
 class JobtrailError(Exception):
     code: ClassVar[str] = "INTERNAL"
     http_status: ClassVar[int] = 500
+    # Seconds a client should wait before trying again (the Retry-After header), for outages.
+    retry_after_seconds: ClassVar[int | None] = None
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -67,3 +71,23 @@ class PayloadTooLarge(JobtrailError):
 
 class InvalidSignature(Unauthorized):
     code = "INVALID_SIGNATURE"
+
+
+class StoreUnavailable(JobtrailError):
+    """Firestore could not be reached in time: nothing was read or written by this request."""
+
+    code = "STORE_UNAVAILABLE"
+    http_status = 503
+    retry_after_seconds = 5
+
+
+def store_unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """What the Firestore client raises when Firestore is down, partitioned away or too slow
+    (UNAVAILABLE or an expired deadline, alone or as the last cause once retries ran out), as the
+    typed error; None for anything else. The message names no host, path or query."""
+    cause = exc.cause if isinstance(exc, RetryError) else exc
+    if not isinstance(cause, ServiceUnavailable | DeadlineExceeded):
+        return None
+    return StoreUnavailable(
+        "the job store (Firestore) is unavailable; nothing was changed, try again shortly"
+    )

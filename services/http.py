@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
-from services.errors import InvalidInput, JobtrailError, PayloadTooLarge
+from services.errors import InvalidInput, JobtrailError, PayloadTooLarge, store_unavailable
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 # Cloud Run's startup and liveness probes (terraform/modules/functions) ask every service here. Not
 # "/healthz": Cloud Run reserves paths ending in "z" on its public URLs.
@@ -54,11 +55,23 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(exc: JobtrailError) -> flask.Response:
-    return json_response(exc.to_body(), exc.http_status)
+    headers = {"Retry-After": str(exc.retry_after_seconds)} if exc.retry_after_seconds else None
+    return json_response(exc.to_body(), exc.http_status, headers)
+
+
+def outage_response(exc: Exception) -> flask.Response | None:
+    """The answer to a client library's exception that means a dependency is down (503 with
+    Retry-After), or None when it means something else (a bug: the caller's 500)."""
+    typed = store_unavailable(exc)
+    if typed is None:
+        return None
+    log.warning("Firestore unavailable (%s); answered %s", type(exc).__name__, typed.http_status)
+    return error_response(typed)
 
 
 def with_errors(handler: Callable[..., flask.Response]) -> Callable[..., flask.Response]:
-    """Map typed errors raised anywhere below an entry point to their status and JSON body."""
+    """Map typed errors raised anywhere below an entry point, and dependency outages, to their
+    status and JSON body."""
 
     @wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> flask.Response:
@@ -66,6 +79,11 @@ def with_errors(handler: Callable[..., flask.Response]) -> Callable[..., flask.R
             return handler(*args, **kwargs)
         except JobtrailError as exc:
             return error_response(exc)
+        except Exception as exc:
+            outage = outage_response(exc)
+            if outage is None:
+                raise
+            return outage
 
     return wrapped
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     firestore_emulator_host: str | None = None
     pubsub_emulator_host: str | None = None
     firestore_database: str = "(default)"
+    # Longest one Firestore call may take, retries included, before its caller hears that Firestore
+    # is unavailable (the API answers 503 STORE_UNAVAILABLE). The library's own defaults retry for
+    # 60 to 300 s, so a request would hang that long during an outage.
+    firestore_call_timeout_seconds: float = Field(20.0, gt=0)
     # Prefix for every collection, so test runs and environments never share documents.
     collection_prefix: str = ""
 

@@ -30,7 +30,7 @@ from services.api.stream import stream_blueprint
 from services.auth import SETTINGS_EXTENSION, check_auth_settings
 from services.auth.reporters import check_reporter_settings
 from services.errors import JobtrailError, Unauthorized
-from services.http import HEALTH_PATH, error_response, json_response
+from services.http import HEALTH_PATH, error_response, json_response, outage_response
 from services.ingest import api as ingest_api
 from services.music_clips.api import music_clips_blueprint
 from services.runtime import Runtime, get_runtime
@@ -102,6 +102,9 @@ def _register_error_handlers(app: flask.Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> flask.Response:
+        outage = outage_response(exc)
+        if outage is not None:
+            return outage
         log.exception("unhandled error in %s %s", flask.request.method, flask.request.path)
         return json_response(
             {

@@ -27,7 +27,8 @@ ERROR_DESCRIPTIONS = {
     404: "Not found, or not yours (JOB_NOT_FOUND, NOT_FOUND, QUEUE_NOT_FOUND)",
     409: "The job's state does not allow it (ILLEGAL_TRANSITION, TRANSITION_CONFLICT, NOT_DEAD_LETTERED)",
     413: "Body too large (PAYLOAD_TOO_LARGE)",
-    503: "A dependency refused the change; try again (PUBSUB_UNAVAILABLE)",
+    503: "A dependency is unavailable or refused the change; nothing was changed, try again after"
+    " Retry-After (STORE_UNAVAILABLE, PUBSUB_UNAVAILABLE)",
 }
 SECURITY_SCHEMES = {
     "bearerAuth": {
@@ -138,6 +139,7 @@ def _error_statuses(op: Operation) -> list[int]:
         statuses.add(413)
     if op.security_schemes:
         statuses.add(401)
+        statuses.add(503)  # a signed-in request reads the job store, which may be unreachable
     return sorted(statuses)
 
 

@@ -171,17 +171,19 @@ def test_a_job_page_opened_by_its_url_shows_log_lines_while_the_job_runs(stack, 
 
     page.set_viewport_size(PHONE)
     assert page.evaluate(NO_SIDEWAYS_SCROLL), "the job page scrolls sideways at phone width"
-    # Every value on screen, none clipped by a table that scrolls sideways.
-    for selector in (
-        "#card-attempts",
-        "#card-logs",
-        "#card-timeline",
-        "#attempts td",
-        "#timeline td",
-        "#logs li",
-    ):
-        for box in (item.bounding_box() for item in page.locator(selector).all()):
-            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], selector
+    # Every value on screen, none clipped by a table that scrolls sideways. Measured in one step in
+    # the page: the page redraws its tables every few seconds, and an element measured one by one
+    # from here may be replaced between two measurements.
+    boxes = page.evaluate(
+        """(selectors) => selectors.flatMap((s) => [...document.querySelectorAll(s)].map((e) => {
+            const r = e.getBoundingClientRect();
+            return { selector: s, x: r.x, width: r.width };
+        }))""",
+        ["#card-attempts", "#card-logs", "#card-timeline", "#attempts td", "#timeline td", "#logs li"],
+    )
+    assert boxes
+    for box in boxes:
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
     page.screenshot(path=ARTIFACTS / "job-page-phone.png", full_page=True)
 
 

@@ -37,3 +37,27 @@ def test_the_page_loads_nothing_from_elsewhere_and_has_no_inline_script_or_style
         assert not external.search((STATIC / name).read_text()), name
     html = (STATIC / "dead_letters.html").read_text()
     assert not re.search(r"<script>|<style|\sstyle=|\son[a-z]+=", html)
+
+
+def test_every_page_loads_the_shared_script_first_under_the_same_policy():
+    """common.js holds what the pages share (API client, sign-in, formatting); each page's own
+    script reads it, so it must come first, from this origin."""
+    settings = Settings(metrics_exporter="none")
+    client = create_app(Runtime(settings, Clients(settings))).test_client()
+    for path, own in (
+        ("/", "app.js"),
+        ("/jobs/j1", "job.js"),
+        ("/dead-letters", "dead_letters.js"),
+        ("/audit", "audit.js"),
+    ):
+        page = client.get(path)
+        scripts = re.findall(
+            r'<script src="/assets/dashboard/([a-z_]+\.js)" defer></script>', page.get_data(as_text=True)
+        )
+        assert scripts == ["common.js", own], path
+        assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
+        assert "window.jobtrail" in (STATIC / own).read_text(), own
+    shared = client.get("/assets/dashboard/common.js")
+    assert shared.status_code == 200 and shared.mimetype == "text/javascript"
+    shared.close()
+    assert not re.search(r"""(?:https?:)?//[a-z]|import\s""", (STATIC / "common.js").read_text())

@@ -8,7 +8,7 @@
 "use strict";
 
 (() => {
-  const TOKEN_KEY = "jobtrail.token";
+  const { $, el, api, ApiError, authHeaders, TERMINAL, duration, session, useToken } = window.jobtrail;
   const PHONE_WIDTH = "(max-width: 700px)"; // as app.css's @media
   const SUMMARY_EVERY_MS = 15000;
   const CHART_MINUTES = 60;
@@ -16,22 +16,8 @@
   const CHART_PAGES = 5;
   const ACTIVE = new Set(["queued", "running"]);
   const RETRYABLE = new Set(["failed", "timed_out"]);
-  const TERMINAL = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
-
-  const $ = (id) => document.getElementById(id);
-  const el = (tag, attrs = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs)) {
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else node.setAttribute(name, value);
-    }
-    for (const child of children) node.append(child);
-    return node;
-  };
 
   const state = {
-    token: null, // null behind Identity-Aware Proxy: IAP's own header signs each request in
     signedIn: false,
     principal: null, // {subject, role} as the stream's hello reports it
     staleAfterSeconds: 60,
@@ -49,44 +35,8 @@
     timers: [],
   };
 
-  // ---- API ----------------------------------------------------------------------------------
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || `HTTP ${status}`);
-      this.status = status;
-      this.body = body;
-    }
-  }
-
-  async function api(path, options = {}) {
-    const response = await fetch(path, {
-      ...options,
-      headers: {
-        Accept: "application/json",
-        ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}),
-        ...(options.headers || {}),
-      },
-    });
-    const body = await response.json().catch(() => null);
-    if (response.status === 401 && state.signedIn) {
-      signOut("The token was refused (expired or invalid). Sign in again.");
-      throw new ApiError(401, body);
-    }
-    if (!response.ok) throw new ApiError(response.status, body);
-    return body;
-  }
-
   // ---- formatting ---------------------------------------------------------------------------
   const ms = (iso) => (iso ? Date.parse(iso) : NaN);
-  function duration(msValue) {
-    if (msValue == null || Number.isNaN(msValue)) return "–";
-    const s = msValue / 1000;
-    if (s < 1) return `${Math.round(msValue)} ms`;
-    if (s < 60) return `${s.toFixed(1)} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return `${m}m ${Math.floor(s % 60)}s`;
-    return `${Math.floor(m / 60)}h ${m % 60}m`;
-  }
   function ago(iso) {
     const t = ms(iso);
     if (Number.isNaN(t)) return "–";
@@ -106,45 +56,21 @@
   }
 
   // ---- sign in / out ------------------------------------------------------------------------
-  function showLogin(message = "") {
-    $("app").hidden = true;
-    $("login").hidden = false;
-    $("login-error").textContent = message;
-    $("token-input").value = "";
-    $("token-input").focus();
-  }
+  const showLogin = (message = "") => window.jobtrail.showLogin("app", message);
 
   async function signIn(token) {
-    state.token = token;
+    session.token = token;
     try {
       await api("/api/auth/me"); // proves the token before anything is shown
     } catch (error) {
-      state.token = null;
+      session.token = null;
       showLogin(error instanceof ApiError && error.status === 401
         ? "The token was refused (expired or invalid)."
         : `Could not reach the API: ${error.message}`);
       return;
     }
-    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    useToken(token);
     start();
-  }
-
-  // A sign-in link (make stack prints one): a one-time code in the URL's fragment, which the
-  // browser never sends anywhere; it is traded once for a session token and wiped from the URL.
-  async function signInWithCode(code) {
-    history.replaceState(null, "", location.pathname + location.search);
-    try {
-      const session = await api("/api/auth/login", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ code }),
-      });
-      await signIn(session.token);
-    } catch (error) {
-      showLogin(error instanceof ApiError && error.status === 401
-        ? "This sign-in link was already used or has expired. Ask for a new one."
-        : `Could not reach the API: ${error.message}`);
-    }
   }
 
   // Behind Identity-Aware Proxy every request already carries who signed in: no token needed.
@@ -159,11 +85,11 @@
   }
 
   function signOut(message = "") {
-    sessionStorage.removeItem(TOKEN_KEY);
+    useToken(null);
     if (state.source) state.source.close();
     for (const timer of state.timers) clearInterval(timer);
     Object.assign(state, {
-      token: null, signedIn: false, principal: null, source: null, lastEventId: null, started: false, selectedId: null,
+      signedIn: false, principal: null, source: null, lastEventId: null, started: false, selectedId: null,
       timeline: null, loading: false, pending: [], timers: [],
     });
     state.jobs.clear();
@@ -748,13 +674,7 @@
     return params;
   }
 
-  function saveView(replace = false) {
-    const query = viewQuery().toString();
-    const url = location.pathname + (query ? `?${query}` : "");
-    if (url === location.pathname + location.search) return;
-    if (replace) history.replaceState(null, "", url);
-    else history.pushState(null, "", url);
-  }
+  const saveView = (replace = false) => window.jobtrail.saveViewInUrl(viewQuery(), replace);
 
   // The API sorts by creation or last change; a column sorted only on the page exports newest first.
   function apiSort() {
@@ -872,7 +792,7 @@
     $("jobs-message").textContent = "Exporting…";
     try {
       const response = await fetch(`/api/exports/jobs.csv?${query}`, {
-        headers: state.token ? { Authorization: `Bearer ${state.token}` } : {},
+        headers: authHeaders(),
       });
       if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
       const text = await response.text();
@@ -913,11 +833,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const token = $("token-input").value.trim();
-      if (token) signIn(token);
-    });
+    window.jobtrail.onTokenSubmitted(signIn);
+    // A token the API refuses mid-session (expired, say) signs the page out.
+    session.onRefused = () => state.signedIn && signOut("The token was refused (expired or invalid). Sign in again.");
     $("logout").addEventListener("click", () => signOut());
     for (const id of ["f-status", "f-pipeline", "f-account", "f-user"]) {
       $(id).addEventListener("change", () => {
@@ -962,10 +880,9 @@
     $("btn-cancel").addEventListener("click", () => act("cancel"));
 
     viewFromUrl();
-    const code = new URLSearchParams(location.hash.slice(1)).get("login");
-    const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (code) signInWithCode(code);
-    else if (saved) signIn(saved);
+    const code = window.jobtrail.loginCodeInUrl();
+    if (code) window.jobtrail.redeemLoginCode(code, "app").then((token) => token && signIn(token));
+    else if (session.token) signIn(session.token);
     else signInThroughProxy().then((signedIn) => signedIn || showLogin());
   });
 })();

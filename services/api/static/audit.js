@@ -5,43 +5,9 @@
 (() => {
   "use strict";
 
-  const TOKEN_KEY = "jobtrail.token";
+  const { $, el, api, time } = window.jobtrail;
   const PAGE = 100;
-  const $ = (id) => document.getElementById(id);
-  const state = { token: sessionStorage.getItem(TOKEN_KEY), principal: null, cursor: null, shown: 0 };
-  const FIELDS = { actor: "a-actor", action: "a-action", since: "a-since", until: "a-until" };
-
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || `HTTP ${status}`);
-      this.status = status;
-    }
-  }
-
-  async function api(path, options = {}) {
-    const response = await fetch(path, {
-      ...options,
-      headers: {
-        Accept: "application/json",
-        ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}),
-        ...(options.headers || {}),
-      },
-    });
-    const body = await response.json().catch(() => null);
-    if (!response.ok) throw new ApiError(response.status, body);
-    return body;
-  }
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (key === "text") node.textContent = value;
-      else if (key === "class") node.className = value;
-      else node.setAttribute(key, value);
-    }
-    node.append(...children);
-    return node;
-  }
+  const state = { principal: null, cursor: null, shown: 0 };
 
   // datetime-local holds the viewer's local time; the API takes RFC 3339 in UTC.
   const toApiTime = (local) => (local ? new Date(local).toISOString() : "");
@@ -70,16 +36,12 @@
     return params;
   }
 
-  function saveView() {
-    const query = new URLSearchParams(filters()).toString();
-    const url = location.pathname + (query ? `?${query}` : "");
-    if (url !== location.pathname + location.search) history.pushState(null, "", url);
-  }
+  const saveView = () => window.jobtrail.saveViewInUrl(filters());
 
   function row(record) {
     const params = Object.keys(record.params || {}).length ? JSON.stringify(record.params) : "–";
     const cells = [
-      ["When", new Date(record.at).toLocaleString(), "at"],
+      ["When", time(record.at), "at"],
       ["Who", record.actor, "actor"],
       ["Action", record.action, "action"],
       ["Target", record.target, "target"],
@@ -133,34 +95,10 @@
     load();
   }
 
-  function showLogin(message) {
-    $("audit").hidden = true;
-    $("login").hidden = false;
-    $("login-error").textContent = message;
-  }
-
-  async function signInWithCode(code) {
-    history.replaceState(null, "", location.pathname + location.search);
-    try {
-      const session = await api("/api/auth/login", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ code }),
-      });
-      state.token = session.token;
-      sessionStorage.setItem(TOKEN_KEY, session.token);
-    } catch (error) {
-      return showLogin("This sign-in link was already used or has expired.");
-    }
-    start();
-  }
+  const showLogin = (message) => window.jobtrail.showLogin("audit", message);
 
   document.addEventListener("DOMContentLoaded", () => {
     viewFromUrl();
-    $("login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      state.token = $("token-input").value.trim();
-      sessionStorage.setItem(TOKEN_KEY, state.token);
-      start();
-    });
     $("audit-filters").addEventListener("submit", (event) => {
       event.preventDefault();
       saveView();
@@ -171,8 +109,6 @@
       viewFromUrl();
       load();
     });
-    const code = new URLSearchParams(location.hash.slice(1)).get("login");
-    if (code) signInWithCode(code);
-    else start();
+    window.jobtrail.signInAndStart("audit", start);
   });
 })();

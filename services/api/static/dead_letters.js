@@ -4,48 +4,10 @@
 (() => {
   "use strict";
 
-  const TOKEN_KEY = "jobtrail.token";
+  const { $, el, api, time } = window.jobtrail;
   const BATCH = 50; // jobs per replay call: progress shows between calls
   const FACETS = ["pipeline", "cause", "day"];
-  const $ = (id) => document.getElementById(id);
-  const state = { token: sessionStorage.getItem(TOKEN_KEY), board: null, selected: new Set(), editing: null, checked: null };
-
-  // ---- copied from job.js (shared module to come) ------------------------------------------------
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || `HTTP ${status}`);
-      this.status = status;
-      this.body = body;
-    }
-  }
-
-  async function api(path, options = {}) {
-    const response = await fetch(path, {
-      ...options,
-      headers: {
-        Accept: "application/json",
-        ...(options.body ? { "Content-Type": "application/json" } : {}),
-        ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}),
-        ...(options.headers || {}),
-      },
-    });
-    const body = await response.json().catch(() => null);
-    if (!response.ok) throw new ApiError(response.status, body);
-    return body;
-  }
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (key === "text") node.textContent = value;
-      else if (key === "class") node.className = value;
-      else if (key === "dataset") Object.assign(node.dataset, value);
-      else node.setAttribute(key, value);
-    }
-    node.append(...children);
-    return node;
-  }
-  const time = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+  const state = { board: null, selected: new Set(), editing: null, checked: null };
 
   // ---- the filter, kept in the URL ---------------------------------------------------------------
   function filterFromUrl() {
@@ -56,8 +18,7 @@
   }
 
   function setFilter(filter) {
-    const params = new URLSearchParams(filter);
-    history.pushState(null, "", params.toString() ? `?${params}` : location.pathname);
+    window.jobtrail.saveViewInUrl(filter);
     load();
   }
 
@@ -336,7 +297,7 @@
     await load();
   }
 
-  // ---- loading and signing in (as job.js) --------------------------------------------------------
+  // ---- loading -----------------------------------------------------------------------------------
   async function load() {
     const params = new URLSearchParams(apiFilter(filterFromUrl()));
     let board;
@@ -355,31 +316,9 @@
     render(board);
   }
 
-  function showLogin(message) {
-    $("dl").hidden = true;
-    $("login").hidden = false;
-    $("login-error").textContent = message;
-  }
-
-  async function signInWithCode(code) {
-    history.replaceState(null, "", location.pathname + location.search);
-    try {
-      const session = await api("/api/auth/login", { method: "POST", body: JSON.stringify({ code }) });
-      state.token = session.token;
-      sessionStorage.setItem(TOKEN_KEY, session.token);
-    } catch (error) {
-      return showLogin("This sign-in link was already used or has expired.");
-    }
-    load();
-  }
+  const showLogin = (message) => window.jobtrail.showLogin("dl", message);
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      state.token = $("token-input").value.trim();
-      sessionStorage.setItem(TOKEN_KEY, state.token);
-      load();
-    });
     $("clear-filter").addEventListener("click", () => setFilter({}));
     $("select-page").addEventListener("change", () => {
       for (const box of document.querySelectorAll("#letters .pick")) {
@@ -400,8 +339,6 @@
     $("ed-add-field").addEventListener("click", addField);
     $("ed-close").addEventListener("click", () => { $("editor").hidden = true; state.editing = null; });
     window.addEventListener("popstate", load);
-    const code = new URLSearchParams(location.hash.slice(1)).get("login");
-    if (code) signInWithCode(code);
-    else load();
+    window.jobtrail.signInAndStart("dl", load);
   });
 })();

@@ -4,53 +4,12 @@
 (() => {
   "use strict";
 
-  const TOKEN_KEY = "jobtrail.token";
+  const { $, el, api, TERMINAL, time, duration } = window.jobtrail;
   const REFRESH_MS = 3000;
   const MAX_LOG_LINES = 2000;
-  const TERMINAL = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
-  const $ = (id) => document.getElementById(id);
   const jobId = decodeURIComponent(location.pathname.replace(/^\/jobs\//, ""));
-  const state = { token: sessionStorage.getItem(TOKEN_KEY), logs: null, timer: null, finished: false };
+  const state = { logs: null, timer: null, finished: false };
 
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || `HTTP ${status}`);
-      this.status = status;
-    }
-  }
-
-  async function api(path, options = {}) {
-    const response = await fetch(path, {
-      ...options,
-      headers: {
-        Accept: "application/json",
-        ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}),
-        ...(options.headers || {}),
-      },
-    });
-    const body = await response.json().catch(() => null);
-    if (!response.ok) throw new ApiError(response.status, body);
-    return body;
-  }
-
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (key === "text") node.textContent = value;
-      else if (key === "class") node.className = value;
-      else if (key === "dataset") Object.assign(node.dataset, value);
-      else node.setAttribute(key, value);
-    }
-    node.append(...children);
-    return node;
-  }
-  const time = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
-  function duration(msValue) {
-    if (msValue == null) return "–";
-    if (msValue < 1000) return `${msValue} ms`;
-    const s = msValue / 1000;
-    return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
-  }
   const pretty = (value) => JSON.stringify(value, null, 2);
 
   // ---- rendering ------------------------------------------------------------------------------
@@ -184,35 +143,7 @@
     }
   }
 
-  function showLogin(message) {
-    $("job").hidden = true;
-    $("login").hidden = false;
-    $("login-error").textContent = message;
-  }
+  const showLogin = (message) => window.jobtrail.showLogin("job", message);
 
-  async function signInWithCode(code) {
-    history.replaceState(null, "", location.pathname + location.search);
-    try {
-      const session = await api("/api/auth/login", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ code }),
-      });
-      state.token = session.token;
-      sessionStorage.setItem(TOKEN_KEY, session.token);
-    } catch (error) {
-      return showLogin("This sign-in link was already used or has expired.");
-    }
-    load();
-  }
-
-  document.addEventListener("DOMContentLoaded", () => {
-    $("login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      state.token = $("token-input").value.trim();
-      sessionStorage.setItem(TOKEN_KEY, state.token);
-      load();
-    });
-    const code = new URLSearchParams(location.hash.slice(1)).get("login");
-    if (code) signInWithCode(code);
-    else load();
-  });
+  document.addEventListener("DOMContentLoaded", () => window.jobtrail.signInAndStart("job", load));
 })();
