@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 
 from services.auth.groups import admin_group
-from services.auth.keys import jwks_client
+from services.auth.keys import KeyWording, published_signing_key
 from services.auth.principal import Principal, PrincipalKind, Role
 from services.errors import Unauthorized
 from services.settings import Settings
@@ -23,6 +23,12 @@ from services.settings import Settings
 IAP_HEADER = "x-goog-iap-jwt-assertion"
 IAP_ISSUER = "https://cloud.google.com/iap"
 IAP_ALGORITHMS = ["ES256"]
+IAP_WORDING = KeyWording(
+    not_a_jwt="the IAP assertion is not a JWT",
+    kind="IAP assertions",
+    keys_unreachable="IAP's public keys cannot be fetched right now",
+    unknown_key="the IAP assertion is signed by a key IAP does not publish",
+)
 _REQUIRED: Any = {"require": ["exp", "iat", "aud", "iss", "sub", "email"]}
 
 
@@ -30,18 +36,9 @@ def verify_iap_assertion(settings: Settings, assertion: str) -> Principal:
     """The person IAP signed ``assertion`` for; ``Unauthorized`` naming the problem otherwise."""
     if settings.iap_audience is None:
         raise Unauthorized("Identity-Aware Proxy sign-in is not configured")
-    try:
-        header = jwt.get_unverified_header(assertion)
-    except jwt.PyJWTError:
-        raise Unauthorized("the IAP assertion is not a JWT") from None
-    if header.get("alg") not in IAP_ALGORITHMS:
-        raise Unauthorized(f"IAP assertions signed with {header.get('alg')!r} are not accepted")
-    try:
-        key = jwks_client(settings.iap_jwks_url).get_signing_key_from_jwt(assertion)
-    except jwt.PyJWKClientConnectionError:
-        raise Unauthorized("IAP's public keys cannot be fetched right now") from None
-    except jwt.PyJWTError:
-        raise Unauthorized("the IAP assertion is signed by a key IAP does not publish") from None
+    key = published_signing_key(
+        assertion, jwks_url=settings.iap_jwks_url, algorithms=IAP_ALGORITHMS, wording=IAP_WORDING
+    )
     try:
         claims = jwt.decode(
             assertion,

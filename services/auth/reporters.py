@@ -24,13 +24,19 @@ import jwt
 from werkzeug.datastructures import Headers
 
 from services.auth.credentials import hash_api_key
-from services.auth.keys import jwks_client
+from services.auth.keys import KeyWording, published_signing_key
 from services.errors import Unauthorized
 from services.settings import Settings
 
 REPORTER_KEY_HEADER = "X-Reporter-Key"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 ID_TOKEN_ALGORITHMS = ["RS256"]
+ID_TOKEN_WORDING = KeyWording(
+    not_a_jwt="the bearer token is not a JWT",
+    kind="ID tokens",
+    keys_unreachable="Google's signing keys cannot be fetched right now",
+    unknown_key="the ID token is signed by a key Google does not list",
+)
 
 
 @dataclass(frozen=True)
@@ -65,18 +71,12 @@ def verify_reporter_key(settings: Settings, key: str) -> Reporter:
 def verify_google_id_token(settings: Settings, token: str) -> Reporter:
     if not settings.ingest_audience:
         raise Unauthorized("ID tokens are not accepted here (no ingest audience is configured)")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise Unauthorized("the bearer token is not a JWT") from None
-    if header.get("alg") not in ID_TOKEN_ALGORITHMS:
-        raise Unauthorized(f"ID tokens signed with {header.get('alg')!r} are not accepted")
-    try:
-        key = jwks_client(settings.google_id_token_certs_url).get_signing_key_from_jwt(token)
-    except jwt.PyJWKClientConnectionError:
-        raise Unauthorized("Google's signing keys cannot be fetched right now") from None
-    except jwt.PyJWTError:
-        raise Unauthorized("the ID token is signed by a key Google does not list") from None
+    key = published_signing_key(
+        token,
+        jwks_url=settings.google_id_token_certs_url,
+        algorithms=ID_TOKEN_ALGORITHMS,
+        wording=ID_TOKEN_WORDING,
+    )
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
