@@ -224,6 +224,13 @@ def test_the_csv_export_of_a_1000_job_filter_has_1000_rows(stack, open_page, rep
     page = open_page("ops", "admin")
     page.goto(f"{stack.url('api')}/?accountId={account}")
     expect(page.locator("#jobs tbody tr")).to_have_count(200, timeout=WAIT_MS)  # the rows loaded
+    # A change to a job older than the loaded page leaves the table at one page; a change inside it shows.
+    oldest, newest = seeded[0], page.locator("#jobs tbody tr").first.get_attribute("data-job-id")
+    assert page.locator(f'tr[data-job-id="{oldest}"]').count() == 0
+    for job_id in (oldest, newest):
+        repo.transition(job_id, Transition("downloading", actor="worker"))
+    expect(page.locator(f'tr[data-job-id="{newest}"] td[data-col="stage"]')).to_have_text("downloading", timeout=WAIT_MS)
+    expect(page.locator("#jobs-count")).to_have_text("200 shown")
 
     exported = read_download(page, "#export-csv")
 

@@ -31,6 +31,9 @@
     started: false,
     loading: false,
     pending: [], // stream events that arrived while the list was loading
+    // createdAt of the oldest loaded row when the list has more pages: an unknown job older than
+    // that is outside the loaded window, so a change to it must not grow the table past the page.
+    windowFloor: null,
     finished: new Map(), // jobId:attempt -> {at, ok}: the chart's data
     timers: [],
   };
@@ -187,7 +190,7 @@
 
   function onJob(job) {
     if (state.loading) state.pending.push(job);
-    upsert(job, true);
+    if (!outsideWindow(job)) upsert(job, true);
     recordFinished(job);
     renderChart();
     scheduleSummary();
@@ -224,7 +227,9 @@
       const page = await api(`/api/jobs?${params}`);
       state.jobs.clear();
       for (const job of page.jobs) state.jobs.set(job.jobId, job);
-      for (const job of state.pending) upsert(job, false); // newer than the page, if they are
+      const oldest = page.jobs[page.jobs.length - 1];
+      state.windowFloor = page.nextCursor && oldest ? ms(oldest.createdAt) : null;
+      for (const job of state.pending) if (!outsideWindow(job)) upsert(job, false); // newer than the page, if they are
       $("jobs-message").textContent = "";
     } catch (error) {
       $("jobs-message").textContent = `Could not load jobs: ${error.message}`;
@@ -236,6 +241,10 @@
     // A shared view (an alert's "Jobs of trace" link) may search for a job older than the rows loaded.
     const term = $("f-search").value.trim();
     if (term && ![...state.jobs.values()].some(matches)) lookUp(term);
+  }
+
+  function outsideWindow(job) {
+    return !state.jobs.has(job.jobId) && state.windowFloor !== null && ms(job.createdAt) < state.windowFloor;
   }
 
   function upsert(job, live) {
