@@ -229,7 +229,9 @@ def test_the_csv_export_of_a_1000_job_filter_has_1000_rows(stack, open_page, rep
     assert page.locator(f'tr[data-job-id="{oldest}"]').count() == 0
     for job_id in (oldest, newest):
         repo.transition(job_id, Transition("downloading", actor="worker"))
-    expect(page.locator(f'tr[data-job-id="{newest}"] td[data-col="stage"]')).to_have_text("downloading", timeout=WAIT_MS)
+    expect(page.locator(f'tr[data-job-id="{newest}"] td[data-col="stage"]')).to_have_text(
+        "downloading", timeout=WAIT_MS
+    )
     expect(page.locator("#jobs-count")).to_have_text("200 shown")
 
     exported = read_download(page, "#export-csv")
