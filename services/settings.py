@@ -227,6 +227,12 @@ class Settings(BaseSettings):
     # How late a commit may land behind its own updatedAt (the writer's clock when it planned the
     # change); the feed sweeps that slice once, every sse_sweep_seconds, for changes the tail passed.
     sse_commit_lag_seconds: float = Field(2.0, gt=0)
+    # The tail re-reads a hold-back behind the clock, adapted to the flights (commit time minus
+    # planned updatedAt) it sees, so most late commits are sent at once rather than by the sweep:
+    # never less than the floor (a cloud commit's usual flight), never more than the ceiling
+    # (each tick re-reads that much of the recent changes).
+    sse_holdback_floor_seconds: float = Field(0.1, ge=0)
+    sse_holdback_ceiling_seconds: float = Field(1.0, ge=0)
     sse_sweep_seconds: float = Field(1.0, gt=0)
     # Streams one instance holds; beyond it 503.
     sse_max_streams: int = Field(1000, ge=1)

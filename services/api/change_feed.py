@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ PAGE_SIZE = 500
 # changes a second); a job forgotten and then swept is sent once more, which the page ignores.
 REMEMBERED_JOBS = 20_000
 RETRY_AFTER_ERROR_SECONDS = 1.0
+# How fast the tail's hold-back forgets a long flight once commits are quick again.
+FLIGHT_HALF_LIFE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, order=True)
@@ -128,39 +131,75 @@ class ChangeFeed:
         self.deliver = deliver
         self.clock = clock
         self.lag = timedelta(seconds=settings.sse_commit_lag_seconds)
+        self.holdback_floor = timedelta(seconds=settings.sse_holdback_floor_seconds)
+        self.holdback_ceiling = max(
+            self.holdback_floor, timedelta(seconds=settings.sse_holdback_ceiling_seconds)
+        )
+        self.holdback = self.holdback_floor
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
         now = clock()
         self.cursor = FeedCursor(now)
         # The sweep starts a lag behind: a commit planned just before the feed started is still seen.
         self.swept_to = now - self.lag
         self._next_sweep = now
+        self._learned_at = now
+        self._longest_flight = timedelta(0)  # of the changes sent this tick
         self.polls_total = 0
         self.reads_total = 0
         self.errors_total = 0
+        # Changes the tail passed by (committed behind its cursor) and the sweep sent, a commit lag late.
+        self.late_total = 0
+        self.sent_total = 0
 
     @property
     def head(self) -> FeedCursor:
         return self.cursor
 
     def poll(self) -> int:
-        """One tick: the tail (every page it has), then the sweep if due. Returns changes sent."""
-        self.polls_total += 1
-        found: list[ChangedJob] = []
-        while True:
-            page = self.source(self.cursor, limit=PAGE_SIZE)
-            found += page
-            if page:
-                self.cursor = max(self.cursor, FeedCursor.of(page[-1].job))
-            if len(page) < PAGE_SIZE:
-                break
-        now = self.clock()
-        if now >= self._next_sweep:
-            found += self._sweep(now)
-        self.reads_total += len(found)
-        changes = self._unsent(found)
+        """One tick, read and delivered on the caller's thread. Returns changes sent."""
+        changes = self.read()
         if changes:
             self.deliver(changes)
         return len(changes)
+
+    def read(self) -> list[Change]:
+        """One tick's reading: the tail (every page it has), then the sweep if due."""
+        self.polls_total += 1
+        started = self.clock()
+        # Read from a hold-back behind the clock, not from the cursor alone: a change still in
+        # flight (planned, not yet visible) is younger than the longest flight seen lately.
+        after = min(self.cursor, FeedCursor(started - self.holdback))
+        found: list[ChangedJob] = []
+        while True:
+            page = self.source(after, limit=PAGE_SIZE)
+            found += page
+            if page:
+                after = FeedCursor.of(page[-1].job)
+                self.cursor = max(self.cursor, after)
+            if len(page) < PAGE_SIZE:
+                break
+        changes = self._unsent(found)
+        now = self.clock()
+        if now >= self._next_sweep:
+            swept = self._sweep(now)
+            self.reads_total += len(swept)
+            late = self._unsent(swept)  # after the tail's: a version the tail just sent is not sent again
+            self.late_total += len(late)
+            changes = late + changes  # older first
+        self._learn_flight(now)
+        self.reads_total += len(found)
+        self.sent_total += len(changes)
+        return changes
+
+    def _learn_flight(self, now: datetime) -> None:
+        """Hold-back = the longest flight (commit time minus planned updatedAt) seen lately, halving
+        every FLIGHT_HALF_LIFE; between a floor (a quiet cloud commit) and a ceiling (what a busy
+        tail may re-read each tick). A flight past the ceiling is the sweep's to find."""
+        elapsed = (now - self._learned_at).total_seconds()
+        self._learned_at = now
+        held = max(self.holdback * 0.5 ** (elapsed / FLIGHT_HALF_LIFE_SECONDS), self._longest_flight)
+        self._longest_flight = timedelta(0)
+        self.holdback = min(max(held, self.holdback_floor), self.holdback_ceiling)
 
     def _sweep(self, now: datetime) -> list[ChangedJob]:
         self._next_sweep = now + timedelta(seconds=self.settings.sse_sweep_seconds)
@@ -186,6 +225,7 @@ class ChangeFeed:
             if sent is not None and changed.update_time <= sent.update_time:
                 continue
             self._sent[job.job_id] = _Sent(changed.update_time, JobFacts.of(job))
+            self._longest_flight = max(self._longest_flight, changed.update_time - job.updated_at)
             self._sent.move_to_end(job.job_id)
             out.append(Change(job, sent.facts if sent else None))
         while len(self._sent) > REMEMBERED_JOBS:
@@ -193,14 +233,72 @@ class ChangeFeed:
         return out
 
     def run(self, wanted: Callable[[], bool], stopped: threading.Event) -> None:
-        """Tick until nobody wants the feed (no stream open) or ``stopped`` is set."""
-        while wanted() and not stopped.is_set():
+        """Tick until nobody wants the feed (no stream open) or ``stopped`` is set.
+
+        Reading and fan-out overlap: a fan-out thread delivers a tick's changes while this one
+        reads the next, so a change waits for one query and one fan-out, not for the previous
+        tick's fan-out too. Ticks start at most every ``sse_batch_seconds`` while changes come
+        (one write per client per tick), every ``sse_poll_seconds`` while none do.
+        """
+        outbox = _Outbox(self.deliver)
+        fan_out = threading.Thread(target=outbox.run, name="stream-fan-out", daemon=True)
+        fan_out.start()
+        try:
+            while wanted() and not stopped.is_set():
+                started = time.monotonic()
+                try:
+                    changes = self.read()
+                except Exception:
+                    # Firestore unreachable or a bad page: streams stay open, the next tick retries.
+                    self.errors_total += 1
+                    log.warning("change feed read failed; retrying", exc_info=True)
+                    stopped.wait(RETRY_AFTER_ERROR_SECONDS)
+                    continue
+                if changes:
+                    outbox.put(changes)
+                    stopped.wait(max(0.0, self.settings.sse_batch_seconds - (time.monotonic() - started)))
+                else:
+                    stopped.wait(self.settings.sse_poll_seconds)
+        finally:
+            outbox.close()
+            fan_out.join()
+        log.info(
+            "change feed stopped after %d ticks: %d jobs read, %d sent, %d of them late (by the sweep); "
+            "hold-back %.0f ms",
+            self.polls_total, self.reads_total, self.sent_total, self.late_total,
+            self.holdback.total_seconds() * 1000,
+        )  # fmt: skip
+
+
+class _Outbox:
+    """Ticks waiting for the fan-out thread. Several waiting are delivered as one (one write per
+    client), in the order they were read."""
+
+    def __init__(self, deliver: Callable[[list[Change]], None]) -> None:
+        self.deliver = deliver
+        self._ready = threading.Condition()
+        self._waiting: list[Change] = []
+        self._closed = False
+
+    def put(self, changes: list[Change]) -> None:
+        with self._ready:
+            self._waiting += changes
+            self._ready.notify()
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+
+    def run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._waiting and not self._closed:
+                    self._ready.wait()
+                if not self._waiting:
+                    return  # closed, and everything read was delivered
+                changes, self._waiting = self._waiting, []
             try:
-                found = self.poll()
+                self.deliver(changes)
             except Exception:
-                # Firestore unreachable or a bad page: streams stay open, the next tick retries.
-                self.errors_total += 1
-                log.warning("change feed read failed; retrying", exc_info=True)
-                stopped.wait(RETRY_AFTER_ERROR_SECONDS)
-                continue
-            stopped.wait(self.settings.sse_batch_seconds if found else self.settings.sse_poll_seconds)
+                log.exception("change feed fan-out failed; %d changes not delivered", len(changes))

@@ -500,6 +500,7 @@ class Broadcaster:
                 "feedPolls": feed.polls_total if feed else 0,
                 "feedReads": feed.reads_total if feed else 0,
                 "feedErrors": feed.errors_total if feed else 0,
+                "feedLate": feed.late_total if feed else 0,
                 "head": feed.head.encode() if feed else None,
             }
 

@@ -422,6 +422,11 @@ class ManualClock:
         return self.now
 
 
+def at(seconds: float) -> datetime:
+    """``seconds`` after T0 on the feed's manual clock."""
+    return T0 + timedelta(seconds=seconds)
+
+
 def feed_over(source: FakeJobs, settings: Settings, clock: ManualClock) -> tuple[ChangeFeed, list[Change]]:
     sent: list[Change] = []
     return ChangeFeed(settings, source, sent.extend, clock=clock), sent
@@ -459,6 +464,64 @@ def test_a_commit_that_lands_behind_the_cursor_is_sent_by_the_sweep(settings: Se
     clock.now += timedelta(seconds=10)
     feed.poll()  # the sweep reads job_fast's slice too, and sends it no second time
     assert [c.job.job_id for c in sent] == ["job_fast", "job_early"]
+
+
+def test_a_commit_landing_behind_the_cursor_within_the_holdback_is_sent_by_the_next_tick(
+    settings: Settings, source: FakeJobs
+):
+    clock = ManualClock(T0)
+    feed, sent = feed_over(source, settings, clock)
+    early = make_job("job_early", at=at(1.0))  # planned first, in flight for 80 ms (under the 100 ms floor)
+    source.commit(make_job("job_fast", at=at(1.05)), at(1.05))
+    clock.now = at(1.06)
+    feed.poll()
+    source.commit(early, at(1.08))
+    clock.now = at(1.10)
+    feed.poll()  # the tail reads from 100 ms back, not from job_fast's 1.05: job_early is in it
+    assert [c.job.job_id for c in sent] == ["job_fast", "job_early"] and feed.late_total == 0
+
+
+def test_the_holdback_follows_the_flights_it_sees_then_forgets_them(settings: Settings, source: FakeJobs):
+    clock = ManualClock(T0)
+    feed, sent = feed_over(source, settings, clock)
+    source.commit(make_job("job_slow", at=at(1.0)), at(1.6))  # a 600 ms flight, nothing passed it
+    clock.now = at(1.7)
+    feed.poll()
+    assert feed.holdback == timedelta(seconds=0.6)
+
+    early = make_job("job_early", at=at(2.0))
+    source.commit(make_job("job_fast", at=at(2.1)), at(2.1))
+    clock.now = at(2.15)
+    feed.poll()
+    source.commit(early, at(2.5))  # a 500 ms flight: behind the cursor, inside the hold-back
+    clock.now = at(2.55)
+    feed.poll()
+    assert [c.job.job_id for c in sent] == ["job_slow", "job_fast", "job_early"] and feed.late_total == 0
+
+    clock.now = at(62.55)  # a quiet minute: six half-lives
+    feed.poll()
+    assert feed.holdback == timedelta(seconds=settings.sse_holdback_floor_seconds)
+    assert [c.job.job_id for c in sent] == ["job_slow", "job_fast", "job_early"]  # nothing sent twice
+
+
+def test_the_holdback_stops_at_its_ceiling_and_the_sweep_finds_the_rest(settings: Settings, source: FakeJobs):
+    clock = ManualClock(T0)
+    feed, sent = feed_over(source, settings, clock)
+    source.commit(make_job("job_slow", at=at(1.0)), at(4.0))  # a 3 s flight
+    clock.now = at(4.1)
+    feed.poll()
+    assert feed.holdback == timedelta(seconds=settings.sse_holdback_ceiling_seconds)
+
+    source.commit(make_job("job_fast", at=at(5.0)), at(5.0))
+    clock.now = at(5.1)
+    feed.poll()
+    source.commit(make_job("job_late", at=at(3.5)), at(5.2))  # 1.7 s: past the ceiling
+    clock.now = at(5.3)
+    feed.poll()
+    assert [c.job.job_id for c in sent] == ["job_slow", "job_fast"]
+    clock.now = at(3.5 + settings.sse_commit_lag_seconds + settings.sse_sweep_seconds)
+    feed.poll()
+    assert [c.job.job_id for c in sent] == ["job_slow", "job_fast", "job_late"] and feed.late_total == 1
 
 
 def test_a_burst_larger_than_a_page_is_read_in_one_tick(
