@@ -647,3 +647,34 @@ def test_a_socket_that_takes_no_more_is_finished_by_the_stream_thread_or_dropped
     assert not thread.is_alive()
     server_end.close()
     client_end.close()
+
+
+def test_the_feed_reads_on_while_a_fan_out_is_slow_and_delivers_what_waited_as_one_in_order(
+    settings: Settings, source: FakeJobs, stopping: threading.Event
+):
+    delivered: list[list[str]] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    def slow_deliver(changes: list[Change]) -> None:
+        first_started.set()
+        release.wait(10)  # a fan-out stuck on slow sockets
+        delivered.append([c.job.job_id for c in changes])
+
+    feed = ChangeFeed(settings, source, slow_deliver, clock=utcnow)
+    runner = threading.Thread(target=feed.run, args=(lambda: True, stopping))
+    runner.start()
+    try:
+        source.commit(make_job("job_1", at=later(0.001)))
+        assert first_started.wait(10)
+        reads_before = feed.polls_total
+        source.commit(make_job("job_2", at=later(0.001)))
+        source.commit(make_job("job_3", at=later(0.002)))
+        wait_for(lambda: feed.sent_total == 3, timeout=10, what="the feed to read on")
+        assert feed.polls_total > reads_before and delivered == []  # read while the fan-out was busy
+        release.set()
+        wait_for(lambda: len(delivered) == 2, timeout=10, what="the waiting ticks delivered")
+        assert delivered == [["job_1"], ["job_2", "job_3"]]
+    finally:
+        release.set()
+        stopping.set()
+        runner.join(timeout=10)
