@@ -224,6 +224,10 @@ class Settings(BaseSettings):
     # after a read that found changes (one write per client per batch, not per change).
     sse_poll_seconds: float = Field(0.05, gt=0, le=1)
     sse_batch_seconds: float = Field(0.1, gt=0, le=1)
+    # After this long without a change the feed reads less often: an empty read is billed as one
+    # read, so an idle instance holding streams costs 2 reads a second instead of 20.
+    sse_idle_after_seconds: float = Field(10.0, ge=0)
+    sse_idle_poll_seconds: float = Field(0.5, gt=0, le=5)
     # How late a commit may land behind its own updatedAt (the writer's clock when it planned the
     # change); the feed sweeps that slice once, every sse_sweep_seconds, for changes the tail passed.
     sse_commit_lag_seconds: float = Field(2.0, gt=0)

@@ -138,7 +138,7 @@ class ChangeFeed:
         self.holdback = self.holdback_floor
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
         now = clock()
-        self.cursor = FeedCursor(now)
+        self.origin = self.cursor = FeedCursor(now)
         # The sweep starts a lag behind: a commit planned just before the feed started is still seen.
         self.swept_to = now - self.lag
         self._next_sweep = now
@@ -167,8 +167,9 @@ class ChangeFeed:
         self.polls_total += 1
         started = self.clock()
         # Read from a hold-back behind the clock, not from the cursor alone: a change still in
-        # flight (planned, not yet visible) is younger than the longest flight seen lately.
-        after = min(self.cursor, FeedCursor(started - self.holdback))
+        # flight (planned, not yet visible) is younger than the longest flight seen lately. Never
+        # from before the feed began: that is the sweep's, and each stream's replay's.
+        after = max(self.origin, min(self.cursor, FeedCursor(started - self.holdback)))
         found: list[ChangedJob] = []
         while True:
             page = self.source(after, limit=PAGE_SIZE)
@@ -238,11 +239,13 @@ class ChangeFeed:
         Reading and fan-out overlap: a fan-out thread delivers a tick's changes while this one
         reads the next, so a change waits for one query and one fan-out, not for the previous
         tick's fan-out too. Ticks start at most every ``sse_batch_seconds`` while changes come
-        (one write per client per tick), every ``sse_poll_seconds`` while none do.
+        (one write per client per tick), every ``sse_poll_seconds`` while none do, and every
+        ``sse_idle_poll_seconds`` once none came for ``sse_idle_after_seconds``.
         """
         outbox = _Outbox(self.deliver)
         fan_out = threading.Thread(target=outbox.run, name="stream-fan-out", daemon=True)
         fan_out.start()
+        last_change = time.monotonic()
         try:
             while wanted() and not stopped.is_set():
                 started = time.monotonic()
@@ -255,10 +258,13 @@ class ChangeFeed:
                     stopped.wait(RETRY_AFTER_ERROR_SECONDS)
                     continue
                 if changes:
+                    last_change = started
                     outbox.put(changes)
                     stopped.wait(max(0.0, self.settings.sse_batch_seconds - (time.monotonic() - started)))
-                else:
+                elif started - last_change < self.settings.sse_idle_after_seconds:
                     stopped.wait(self.settings.sse_poll_seconds)
+                else:  # nothing for a while: each empty read is still a billed read
+                    stopped.wait(self.settings.sse_idle_poll_seconds)
         finally:
             outbox.close()
             fan_out.join()

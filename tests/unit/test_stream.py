@@ -678,3 +678,24 @@ def test_the_feed_reads_on_while_a_fan_out_is_slow_and_delivers_what_waited_as_o
         release.set()
         stopping.set()
         runner.join(timeout=10)
+
+
+def test_an_idle_feed_reads_less_often_and_still_sends_the_next_change(
+    settings: Settings, source: FakeJobs, stopping: threading.Event
+):
+    idle = settings.model_copy(update={"sse_idle_after_seconds": 0.2, "sse_idle_poll_seconds": 0.25})
+    sent: list[Change] = []
+    feed = ChangeFeed(idle, source, sent.extend, clock=utcnow)
+    runner = threading.Thread(target=feed.run, args=(lambda: True, stopping))
+    runner.start()
+    try:
+        time.sleep(0.5)  # idle by now
+        polls = feed.polls_total
+        time.sleep(1.0)
+        # At sse_poll_seconds (10 ms) this second would hold about 100 reads; idle, about 4.
+        assert feed.polls_total - polls <= 6
+        source.commit(make_job("job_1", at=later(0.001)))
+        wait_for(lambda: [c.job.job_id for c in sent] == ["job_1"], timeout=10, what="the next change")
+    finally:
+        stopping.set()
+        runner.join(timeout=10)
