@@ -10,12 +10,14 @@
    probe clients, and events lost (commits a connected client never received). Then the quiet
    system: one commit at a time.
 2. **Drain.** The local stack (devtools/local/stack.py): a burst of ``--burst`` signed video
-   webhooks, timed until every job is finished, with the API up and one SSE client open, then
-   with the API process stopped; ``--drains`` rounds alternated (the API restarted between), so
-   both see the same background load of a shared machine.
+   webhooks, timed until every job is finished, with the API up and one SSE client open, and
+   with the API process stopped: after an uncounted warm-up burst, ``--drains`` rounds in ABBA
+   order (the API restarted when needed), so both sides see the same background load of a
+   shared machine and neither gets the stack's warming-up or growth alone.
 3. **Intake.** p99 of the webhook intake at 32 concurrent clients beside a bare functions-framework
    handler (bench/bare_intake.py: one Firestore commit, one publish), both on the stack's
-   emulators, publishing to a topic nobody consumes so the worker adds no load.
+   emulators, publishing to a topic nobody consumes so the worker adds no load; ``--rounds``
+   rounds each, in ABBA order after a warm-up of both.
 
 Prints one JSON object. Every figure comes from this one run on one shared 2-core machine: the
 clients, writers, emulators and servers share the cores, so absolute figures are pessimistic and
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -459,13 +462,11 @@ def run_intake(stack_env: dict[str, str], secret: str, n: int, rounds: int, tmp:
         latency_at(intake_url, lambda i: webhook(secret, f"warm{tag}", i), 64)
         runs: dict[str, list[dict[str, Any]]] = {"intake": [], "bare": []}
         pooled: dict[str, list[float]] = {"intake": [], "bare": []}
-        for r in range(rounds):  # alternated, so both see the same background
-            runs["bare"].append(
-                latency_at(bare_url, lambda i, r=r: webhook(secret, f"b{tag}{r}", i), n, pooled["bare"])
-            )
-            runs["intake"].append(
-                latency_at(intake_url, lambda i, r=r: webhook(secret, f"i{tag}{r}", i), n, pooled["intake"])
-            )
+        urls = {"bare": bare_url, "intake": intake_url}
+        for r in range(rounds):  # ABBA (bare, intake, intake, bare, ...): drift falls on both sides
+            for name in ("bare", "intake") if r % 2 == 0 else ("intake", "bare"):
+                make = functools.partial(webhook, secret, f"{name[0]}{tag}{r}")
+                runs[name].append(latency_at(urls[name], make, n, pooled[name]))
     finally:
         for proc in (intake, bare):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -483,11 +484,14 @@ def run_intake(stack_env: dict[str, str], secret: str, n: int, rounds: int, tmp:
 def drain_rounds(
     stack: Any, repo: JobRepository, secret: str, token: str, burst: int, rounds: int
 ) -> dict[str, Any]:
-    """Alternate API up (one SSE client open) and API stopped, so both see the same background."""
+    """API up (one SSE client open) against API stopped, after a warm-up burst nobody counts, in
+    ABBA order (up, stopped, stopped, up, ...): the stack keeps warming and its collections keep
+    growing through the run, and a fixed order would hand that drift to one side."""
     runs: dict[str, list[dict[str, Any]]] = {"api_up_dashboard_open": [], "api_stopped": []}
     intake_url = stack.url("webhook_intake")
     emulator_pid = stack.emulators["firestore"].pid
-    for r in range(rounds):
+
+    def api_up(tag: str, jobs: int) -> dict[str, Any]:
         api = stack.processes["api"]
         if api.proc.poll() is not None:
             stack.restart("api")
@@ -496,23 +500,38 @@ def drain_rounds(
         reader = threading.Thread(target=sse_reader, args=(api.url, token, stop, counted), daemon=True)
         reader.start()
         cpu_api, cpu_emulator = tree_cpu(api.proc.pid), tree_cpu(emulator_pid)
-        up = time_drain(repo, intake_url, secret, f"up{r}", burst, 300)
+        up = time_drain(repo, intake_url, secret, tag, jobs, 300)
         up["api_cpu_seconds"] = round(tree_cpu(api.proc.pid) - cpu_api, 1)
         up["firestore_emulator_cpu_seconds"] = round(tree_cpu(emulator_pid) - cpu_emulator, 1)
         up["sse_events_received"] = counted[0]
-        runs["api_up_dashboard_open"].append(up)
         stop.set()
-        os.killpg(api.proc.pid, signal.SIGTERM)
-        api.proc.wait(timeout=30)
+        return up
+
+    def api_stopped(tag: str, jobs: int) -> dict[str, Any]:
+        api = stack.processes["api"]
+        if api.proc.poll() is None:
+            os.killpg(api.proc.pid, signal.SIGTERM)
+            api.proc.wait(timeout=30)
         cpu_emulator = tree_cpu(emulator_pid)
-        down = time_drain(repo, intake_url, secret, f"down{r}", burst, 300)
+        down = time_drain(repo, intake_url, secret, tag, jobs, 300)
         down["firestore_emulator_cpu_seconds"] = round(tree_cpu(emulator_pid) - cpu_emulator, 1)
-        runs["api_stopped"].append(down)
+        return down
+
+    warm_up = api_up("warm", max(50, burst // 5))
+    for r in range(rounds):
+        order = ("up", "stopped") if r % 2 == 0 else ("stopped", "up")
+        for side in order:
+            if side == "up":
+                runs["api_up_dashboard_open"].append(api_up(f"up{r}", burst))
+            else:
+                runs["api_stopped"].append(api_stopped(f"down{r}", burst))
     rates = {
         name: round(sum(r["finished"] for r in rs) / sum(r["drain_seconds"] for r in rs), 2)
         for name, rs in runs.items()
     }
     return {
+        "order": "warm-up (API up, not counted), then ABBA: up, stopped, stopped, up, ...",
+        "warm_up": warm_up,
         "rounds": runs,
         "jobs_per_second": rates,
         "ratio": round(rates["api_up_dashboard_open"] / rates["api_stopped"], 2),
@@ -542,8 +561,8 @@ def run_stack(burst: int, drains: int, intake_requests: int, rounds: int, tmp: P
 @click.option("--pool", default=500, show_default=True, help="Jobs the updates go round.")
 @click.option("--burst", default=500, show_default=True, help="Webhooks in each drain burst.")
 @click.option("--intake-requests", default=320, show_default=True, help="Requests per intake round.")
-@click.option("--rounds", default=3, show_default=True, help="Alternated intake/bare rounds.")
-@click.option("--drains", default=2, show_default=True, help="Alternated API up/stopped drain rounds.")
+@click.option("--rounds", default=4, show_default=True, help="Intake/bare rounds, in ABBA order.")
+@click.option("--drains", default=2, show_default=True, help="API up/stopped drain rounds, in ABBA order.")
 @click.option("--skip", default="", help="Comma-separated parts to skip: feed, stack.")
 def main(
     clients: int, probes: int, rates: str, seconds: float, pool: int, burst: int, intake_requests: int,
