@@ -55,6 +55,7 @@ from services.pipelines.spec import JobStatus
 from services.runtime import Runtime
 from services.settings import Settings
 from services.sweeper import sweep_stale_jobs
+from services.worker.engine import Worker
 
 PROJECT = "jobtrail-bench"
 # Firestore list prices, default (Standard) edition, per 100,000 operations, USD (the assumption
@@ -236,7 +237,7 @@ def video_lifecycle(
             intake.url, data=body, headers={SIGNATURE_HEADER: sign(secret, body)}, timeout=30
         )
         answer.raise_for_status()
-        outcome = rt.worker.handle(pull_one(subscriptions["video-worker"]))
+        outcome = rt.shared(Worker).handle(pull_one(subscriptions["video-worker"]))
     job = peek.repo.get_job(answer.json()["jobId"])
     if outcome.reason != "DONE" or job.status is not JobStatus.SUCCEEDED:
         raise RuntimeError(f"video job did not finish: {outcome.reason}, {job.stage}")
@@ -248,7 +249,7 @@ def music_lifecycle(
 ) -> dict[str, Any]:
     with measured(meter) as ops:
         job, _ = run_once(rt, "channel-bench", "user-1", RunOnceRequest(), idempotency_key=uuid.uuid4().hex)
-        outcome = rt.worker.handle(pull_one(subscriptions["music-worker"]))
+        outcome = rt.shared(Worker).handle(pull_one(subscriptions["music-worker"]))
         # Suno calls back (the fake, after callback_delay_s) to the callback served on rt.
         wait_until(lambda: peek.repo.get_job(job.job_id).status.is_terminal, "Suno's callback")
     finished: Job = peek.repo.get_job(job.job_id)

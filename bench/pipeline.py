@@ -33,6 +33,7 @@ from services.pipelines.steps import Step, StepContext, StepResult
 from services.pipelines.video import VIDEO, VIDEO_STEPS
 from services.runtime import Runtime
 from services.settings import Settings
+from services.worker.engine import Worker
 
 PROJECT = "jobtrail-bench"
 
@@ -123,7 +124,7 @@ def bench_worker(rt: Runtime, n_jobs: int, concurrency: int) -> dict[str, Any]:
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        outcomes = list(pool.map(rt.worker.handle, envelopes))
+        outcomes = list(pool.map(rt.shared(Worker).handle, envelopes))
     tracked = time.perf_counter() - started
     if any(o.reason != "DONE" for o in outcomes):
         raise RuntimeError(f"tracked run did not finish every job: {[o.reason for o in outcomes][:5]}")

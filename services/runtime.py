@@ -7,9 +7,10 @@ clients and hand it to the handlers directly.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from services.clients import Clients
 from services.jobs.repository import JobRepository
@@ -21,24 +22,29 @@ if TYPE_CHECKING:
     from services.external.suno import SunoClient
     from services.external.video_source import VideoSourceClient
     from services.music_clips.credits import CreditGauge
-    from services.worker.engine import Worker
+
+T = TypeVar("T")
 
 
 @dataclass
 class Runtime:
     settings: Settings
     clients: Clients
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _shared: dict[Callable[[Runtime], Any], Any] = field(default_factory=dict, repr=False)
 
     @cached_property
     def repo(self) -> JobRepository:
         return JobRepository(self.clients.firestore, self.settings)
 
-    @cached_property
-    def worker(self) -> Worker:
-        from services.worker.engine import Worker
-
-        return Worker(self)
+    def shared(self, build: Callable[[Runtime], T]) -> T:
+        """The one ``build(self)`` of this runtime: a stateful service (the worker, with its thread
+        pools) built once. Keyed by ``build``, so the runtime needs no import of what it holds."""
+        with self._lock:
+            if build not in self._shared:
+                self._shared[build] = build(self)
+            built: T = self._shared[build]
+            return built
 
     @cached_property
     def video_source(self) -> VideoSourceClient:

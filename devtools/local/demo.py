@@ -11,16 +11,13 @@ import random
 import threading
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import requests
 
 from services.auth.credentials import mint_token
 from services.intake import SIGNATURE_HEADER, sign
 from services.settings import Settings
-
-if TYPE_CHECKING:
-    from devtools.local.stack import LocalStack
 
 USERS = ("alice", "bob")
 ACCOUNTS = {"alice": "acc-alice", "bob": "acc-bob"}
@@ -52,8 +49,8 @@ def suno_faults(tick: int) -> dict[str, object]:
 
 
 class DemoTraffic:
-    def __init__(self, stack: LocalStack, *, jobs_per_second: float = 0.5, seed: int = 7) -> None:
-        self.stack = stack
+    def __init__(self, url: Callable[[str], str], *, jobs_per_second: float = 0.5, seed: int = 7) -> None:
+        self.url = url  # a service's base URL by name (the local stack's)
         # The stack's processes read these same defaults (no JWT_SECRET / WEBHOOK_HMAC_SECRET set).
         settings = Settings()
         self._webhook_secret = settings.webhook_hmac_secret.get_secret_value()
@@ -66,9 +63,7 @@ class DemoTraffic:
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
 
     def start(self) -> None:
-        requests.post(
-            f"{self.stack.url('fake_world')}/_control", json=WORLD_FAULTS, timeout=10
-        ).raise_for_status()
+        requests.post(f"{self.url('fake_world')}/_control", json=WORLD_FAULTS, timeout=10).raise_for_status()
         self._thread.start()
 
     def stop(self) -> None:
@@ -90,9 +85,7 @@ class DemoTraffic:
 
     def _one(self, tick: int) -> None:
         user = self._rng.choice(USERS)
-        requests.post(
-            f"{self.stack.url('fake_world')}/_control", json={"suno": suno_faults(tick)}, timeout=10
-        )
+        requests.post(f"{self.url('fake_world')}/_control", json={"suno": suno_faults(tick)}, timeout=10)
         roll = self._rng.random()
         if roll < 0.3:
             self.run_music(user)
@@ -113,7 +106,7 @@ class DemoTraffic:
             }
         ).encode()
         response = requests.post(
-            self.stack.url("webhook_intake"),
+            self.url("webhook_intake"),
             data=body,
             timeout=30,
             headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(self._webhook_secret, body)},
@@ -124,7 +117,7 @@ class DemoTraffic:
     def run_music(self, user: str) -> dict[str, object]:
         channel = f"channel-{self._rng.randint(1, 3)}"
         response = requests.post(
-            f"{self.stack.url('api')}/api/music-clips/channels/{channel}/runOnce",
+            f"{self.url('api')}/api/music-clips/channels/{channel}/runOnce",
             json={"userId": user},
             timeout=30,
             headers={"Authorization": f"Bearer {self.user_tokens[user]}"},

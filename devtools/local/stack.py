@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 import requests
 
+from devtools.local.demo import DemoTraffic
 from infra import emulators as emu
 from infra.bootstrap import bootstrap
 from infra.topology import RetryPolicy
@@ -223,15 +224,13 @@ def running_stack(log_dir: Path, **kwargs: object) -> Iterator[LocalStack]:
 @click.option("--demo/--no-demo", default=True, help="Send demo traffic.")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=ROOT / ".stack", show_default=True)
 def main(duration: float | None, demo: bool, log_dir: Path) -> None:
-    from devtools.local.demo import DemoTraffic
-
     with running_stack(log_dir) as stack:
         click.echo(f"dashboard:   {stack.url('api')}/")
         click.echo(f"webhook:     {stack.url('webhook_intake')}")
         click.echo(f"metrics:     {stack.url('pipeline_worker')}/metrics")
         click.echo(f"logs:        {log_dir}/")
         click.echo(f"sign in:     {stack.login_link('demo-admin')}  (admin; one use, within minutes)")
-        traffic = DemoTraffic(stack) if demo else None
+        traffic = DemoTraffic(stack.url) if demo else None
         if traffic:
             traffic.start()
         deadline = time.monotonic() + duration if duration else None

@@ -23,6 +23,7 @@ from services.messages import JobMessage, PushEnvelope
 from services.pipelines.spec import JobStatus
 from services.pipelines.video import VIDEO
 from services.publishing import publish_job
+from services.worker.engine import Worker
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.emulator
@@ -255,7 +256,7 @@ def test_overlapping_attempts_count_the_job_finished_once(stack, world, mocker):
 
     def deliver(attempt: int):
         envelope = push_body(job, "overlap-1", "video-worker", delivery_attempt=attempt)
-        return stack.rt.worker.handle(PushEnvelope.model_validate(envelope))
+        return stack.rt.shared(Worker).handle(PushEnvelope.model_validate(envelope))
 
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(deliver, (1, 2)))
