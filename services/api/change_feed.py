@@ -2,19 +2,22 @@
 one stream is open, and hands each batch of changed jobs to the broadcaster (services/api/stream.py).
 
 Why a tail query (see docs/decisions/0009-change-feed.md for the measurements): its cost is one
-small query per tick plus one document read per change, whatever the number of jobs or clients,
-and it needs nothing running between requests (Cloud Run may throttle the CPU of an instance with
-no request in flight; the feed runs only while streams, i.e. requests, are open).
+small query per tick plus two or three document reads per change, whatever the number of jobs or
+clients, and it needs nothing running between requests (Cloud Run may throttle the CPU of an
+instance with no request in flight; the feed runs only while streams, i.e. requests, are open).
 
 - **Tail.** Every ``sse_poll_seconds`` (``sse_batch_seconds`` after a read that found changes, so
-  a busy feed writes one batch per client per tick, not one frame per change):
-  ``updatedAt > cursor order by updatedAt, __name__``. The cursor (updatedAt, jobId) only moves
+  a busy feed writes one batch per client per tick, not one frame per change; the slower
+  ``sse_idle_poll_seconds`` once nothing changed for a while):
+  ``updatedAt > after order by updatedAt, __name__``. The cursor (updatedAt, jobId) only moves
   forward. Several pages in a row when a burst fills one.
-- **Sweep for late commits.** ``updatedAt`` is the writer's clock when it planned the change, not
-  the commit time: a transaction that commits late (slow RPC, retry) can land behind a cursor the
-  tail already passed. Every ``sse_sweep_seconds`` the feed reads the slice of time that is now
-  ``sse_commit_lag_seconds`` old, once; what it finds that was not sent yet is sent then. So a
-  change is read at most twice by an instance, never lost to the tail's ordering.
+- **Hold-back for commits in flight.** ``updatedAt`` is the writer's clock when it planned the
+  change, not the commit time: a transaction that commits late (slow RPC, retry) can land behind
+  a cursor the tail already passed. So ``after`` is the cursor or, if earlier, the clock minus a
+  hold-back: the longest flight (commit time minus planned time) seen lately, within bounds.
+- **Sweep for later commits.** Every ``sse_sweep_seconds`` the feed reads the slice of time that is
+  now ``sse_commit_lag_seconds`` old, once; what it finds that was not sent yet is sent then
+  (counted as late). So no change is lost to the tail's ordering, whatever its flight.
 - **Dedup.** What was sent is remembered per job by Firestore's own commit time of the version
   (``update_time``), with the facts filters look at, so a client filtered on ``running`` hears that
   its job left the filter.
