@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ from services.pipelines.spec import JobStatus, PipelineSpec
 from services.pipelines.steps import NonRetryableError, RetryLater, Step, StepContext, StepResult
 from services.runtime import Runtime
 from services.telemetry import bind_job, bind_labels, consumer_span, get_metrics, get_tracer
+from services.telemetry.metrics import Outcome
 from services.telemetry.redaction import Redactor, secret_values
 
 log = logging.getLogger(__name__)
@@ -257,34 +259,28 @@ class Worker:
         return execution if self.repo.start_execution(execution) else None
 
     def _run(self, job: Job, execution: Execution) -> DeliveryOutcome:
-        spec = get_pipeline(job.pipeline)
-        started = time.monotonic()
-        outcome = self._run_attempt(spec, job, execution)
-        get_metrics().record_execution(
-            job.pipeline,
-            "failure" if outcome.reason in ("RETRY", "FAILED", "CONFLICT") else "success",
-            time.monotonic() - started,
-        )
-        return outcome
+        return self._run_attempt(get_pipeline(job.pipeline), job, execution, started=time.monotonic())
 
-    def _run_attempt(self, spec: PipelineSpec, job: Job, execution: Execution) -> DeliveryOutcome:
+    def _run_attempt(
+        self, spec: PipelineSpec, job: Job, execution: Execution, *, started: float
+    ) -> DeliveryOutcome:
         artifacts: dict[str, str] = {}  # filled by each step this attempt finishes
+        close = functools.partial(self._close, execution, started=started, artifacts=artifacts)
         try:
             final = self._run_steps(spec, job, artifacts)
         except JobCancelled:
-            self._close(execution, ExecutionStatus.CANCELLED, artifacts=artifacts)
+            close(ExecutionStatus.CANCELLED, counted="success")
             return DeliveryOutcome(Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id)
         except TransitionConflict as exc:
             # Someone else (a concurrent delivery, the sweeper, a cancel) moved the job under us.
             # Ack only once the job is finished: while it is active, a nack keeps this message as
             # the job's lifeline, and the redelivery resumes from wherever the job then stands.
             finished = self.repo.get_job(job.job_id).status.is_terminal
-            self._close(
-                execution,
+            close(
                 ExecutionStatus.FAIL,
+                counted="success" if finished else "failure",
                 last_error=f"superseded: {exc.message}",
                 retryable=not finished,
-                artifacts=artifacts,
             )
             if finished:
                 return DeliveryOutcome(Verdict.ACK, "SUPERSEDED", job.job_id, execution.execution_id)
@@ -300,13 +296,13 @@ class Worker:
             # A handler that overran handler_timeout_seconds is a timeout, not a failure, on record:
             # what an operator looks for when attempts hang (runbooks/dlq.md).
             status = ExecutionStatus.TIMEOUT if code == HANDLER_TIMEOUT else ExecutionStatus.FAIL
-            self._close(execution, status, last_error=message, retryable=retryable, artifacts=artifacts)
+            close(status, counted="failure", last_error=message, retryable=retryable)
             if retryable:
                 self._mark_retrying(job, execution)
                 return DeliveryOutcome(Verdict.NACK, "RETRY", job.job_id, execution.execution_id)
             return DeliveryOutcome(Verdict.ACK, "FAILED", job.job_id, execution.execution_id)
         status = ExecutionStatus.CANCELLED if final.status is JobStatus.CANCELLED else ExecutionStatus.SUCCESS
-        self._close(execution, status, artifacts=artifacts)
+        close(status, counted="success")
         return DeliveryOutcome(Verdict.ACK, "DONE", job.job_id, execution.execution_id)
 
     def _mark_retrying(self, job: Job, execution: Execution) -> None:
@@ -453,10 +449,15 @@ class Worker:
         execution: Execution,
         status: ExecutionStatus,
         *,
+        counted: Outcome,
+        started: float,
         last_error: str | None = None,
         retryable: bool | None = None,
         artifacts: dict[str, str] | None = None,
     ) -> None:
+        """Close the attempt's record and count it in the same step: whatever follows (marking the
+        job retrying can wait seconds on a contended job) may die with the instance, and the
+        counters must still agree with the records."""
         try:
             self.repo.finish_execution(
                 execution.execution_id,
@@ -469,3 +470,4 @@ class Worker:
             # The outcome still stands (a nack still retries); the record shows in_progress until
             # the next attempt's record supersedes it.
             log.warning("could not close execution %s", execution.execution_id)
+        get_metrics().record_execution(execution.workflow, counted, time.monotonic() - started)

@@ -165,3 +165,29 @@ def test_an_attempt_that_fails_on_a_locked_job_is_counted_as_a_failure(stack, wo
     outcomes = [str(c.args[1]) for c in metrics.record_execution.call_args_list]
     assert outcomes.count("failure") == sum(e.status is ExecutionStatus.FAIL for e in records) >= 1
     assert outcomes.count("success") == sum(e.status is ExecutionStatus.SUCCESS for e in records) == 1
+
+
+def test_a_failed_attempt_is_counted_when_its_record_closes_not_after_the_follow_up(stack, world, mocker):
+    """The short soak's path: the attempt's record is closed as failed, then marking the job
+    retrying waits (a contended job) and the instance is killed meanwhile. The failure must be
+    counted already, or worker_failure_total ends one short of the records."""
+    metrics = mocker.patch("services.worker.engine.get_metrics").return_value
+    repo = stack.rt.repo
+    marking, instance_dies = threading.Event(), threading.Event()
+
+    def mark_that_hangs(job_id: str, within_seconds: float) -> None:
+        marking.set()
+        instance_dies.wait(timeout=60)
+
+    mocker.patch.object(repo, "mark_retrying", side_effect=mark_that_hangs)
+    world.configure(processor={"latency_ms": 1800})  # past the handler's 1 s: a retryable timeout
+    job_id = post_webhook(stack, webhook_body(source_id="src-count")).json()["jobId"]
+    try:
+        assert marking.wait(timeout=30), "the attempt never reached its retrying mark"
+        [closed] = [e for e in repo.list_executions(job_id) if e.finished_at is not None]
+        assert closed.status is ExecutionStatus.TIMEOUT
+        # Counted while the follow-up still hangs: the record and the counter agree already.
+        assert [c.args[1] for c in metrics.record_execution.call_args_list] == ["failure"]
+    finally:
+        instance_dies.set()
+        world.configure(processor={"latency_ms": 0})
