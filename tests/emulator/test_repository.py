@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.api_core.exceptions import Aborted
 
 from services.errors import IllegalTransition, JobNotFound, TransitionConflict
 from services.jobs.models import JobCreate, JobError
-from services.jobs.repository import JobRepository
+from services.jobs.repository import OPTIMISTIC_WRITE_ATTEMPTS, JobRepository
 from services.jobs.state_machine import Transition
 from services.pipelines.spec import JobStatus
 from services.pipelines.video import VIDEO
+from services.worker.engine import is_infrastructure_error
 
 pytestmark = pytest.mark.emulator
 
@@ -147,6 +151,47 @@ def test_heartbeat_pushes_stale_time(repo):
     job, _ = repo.create_job(new_video())
     beat = repo.heartbeat(job.job_id)
     assert beat.heartbeat_at >= job.heartbeat_at and beat.stale_at >= job.stale_at
+
+
+class WritesMeanwhile:
+    """A clock for a repository whose reads of "now" let another writer commit first: the job
+    changes between a read-modify-write's read and its write, ``times`` times."""
+
+    def __init__(self, write: Callable[[], object], times: int) -> None:
+        self.write, self.left = write, times
+
+    def __call__(self) -> datetime:
+        if self.left > 0:
+            self.left -= 1
+            self.write()
+        return datetime.now(UTC)
+
+
+def test_a_heartbeat_meeting_a_write_decides_again_on_the_new_version(repo, settings, clients):
+    job, _ = repo.create_job(new_video())
+    repo.transition(job.job_id, Transition("downloading", actor="w"))
+    finish = WritesMeanwhile(lambda: repo.transition(job.job_id, Transition("published", actor="w")), 1)
+    racing = JobRepository(clients.firestore, settings, clock=finish)
+    beat = racing.heartbeat(job.job_id, progress_text="50%")
+    # Its first write was refused (the job changed); on the new version, a finished job, it writes
+    # nothing: no heartbeat fields or progress text on a published job.
+    assert beat.status is JobStatus.SUCCEEDED
+    stored = repo.get_job(job.job_id)
+    assert stored.status is JobStatus.SUCCEEDED and stored.progress_text != "50%"
+    assert stored.heartbeat_at <= stored.updated_at
+
+
+def test_a_heartbeat_on_a_job_changing_under_every_attempt_gives_up_as_a_store_error(repo, settings, clients):
+    job, _ = repo.create_job(new_video())
+    moves = itertools.count()  # a write of the same value changes nothing, and no update time
+    churn = WritesMeanwhile(
+        lambda: repo.update_fields(job.job_id, progress_text=f"moved {next(moves)}"), 1000
+    )
+    racing = JobRepository(clients.firestore, settings, clock=churn)
+    with pytest.raises(Aborted) as raised:
+        racing.heartbeat(job.job_id)
+    assert is_infrastructure_error(raised.value)  # the worker nacks and retries; nothing is lost
+    assert churn.left == 1000 - OPTIMISTIC_WRITE_ATTEMPTS
 
 
 def test_missing_job_is_typed(repo):
