@@ -336,7 +336,7 @@ def run(
             )
 
             def commit() -> tuple[float, float]:
-                """One heartbeat (a transaction that moves updatedAt): its key and when it was acked."""
+                """One heartbeat (a read and a conditional write that move updatedAt): its key and when it was acked."""
                 moved = rt.repo.heartbeat(job.job_id)
                 return stamp(moved.updated_at), time.time()
 

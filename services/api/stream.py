@@ -32,6 +32,7 @@ put in a URL. The ticket is removed from the request before tracing or logging s
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -72,7 +73,6 @@ _TICKET_ENVIRON_KEY = "jobtrail.stream_ticket"
 STREAM_PATH = "/api/stream"
 # EventSource waits this long before reconnecting after the stream ends.
 RETRY_MS = 3000
-KEEPALIVE = b": keepalive\n\n"
 _ID_PART = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 stream_blueprint = flask.Blueprint("stream", __name__)
@@ -130,6 +130,23 @@ class StreamFilters(BaseModel):
 
 
 @dataclass(frozen=True)
+class Outgoing:
+    """Bytes for the clients of one audience, framed at most once per tick for all of them."""
+
+    body: bytes
+
+    @functools.cached_property
+    def chunk(self) -> bytes:
+        # What gunicorn's own write does to a chunked body's piece (gunicorn.util.write).
+        return b"%X\r\n%s\r\n" % (len(self.body), self.body)
+
+
+KEEPALIVE = Outgoing(b": keepalive\n\n")
+# Who gets the very same bytes: admins (None) or one user, and the filters.
+Audience = tuple[str | None, StreamFilters]
+
+
+@dataclass(frozen=True)
 class StreamEvent:
     job_id: str
     facts: JobFacts
@@ -156,11 +173,10 @@ class Subscriber:
     dropped: bool = False
     direct: bool = False  # the feed writes straight to the socket
     flushing: bool = False  # the stream's own thread is writing pending bytes to the socket
+    audience: Audience = field(init=False)
 
-    @property
-    def audience(self) -> tuple[str | None, StreamFilters]:
-        """Clients with the same audience get the very same bytes: built once per tick."""
-        return (None if self.principal.is_admin else self.principal.subject, self.filters)
+    def __post_init__(self) -> None:
+        self.audience = (None if self.principal.is_admin else self.principal.subject, self.filters)
 
     def may_see(self, facts: JobFacts) -> bool:
         return self.principal.is_admin or facts.user_id == self.principal.subject
@@ -172,7 +188,7 @@ class Subscriber:
             event.previous is not None and self.filters.matches(event.previous)
         )
 
-    def offer(self, batch: bytes) -> bool:
+    def offer(self, outgoing: Outgoing) -> bool:
         """Write or queue one batch. False: the client is too far behind (drop it).
 
         Written by the caller's thread when it can be done without blocking: one non-blocking
@@ -184,7 +200,7 @@ class Subscriber:
                 return True
             if self.direct:
                 assert self.sock is not None
-                batch = self._framed(batch)
+                batch = outgoing.chunk if self.chunked else outgoing.body
                 if not self.pending and not self.flushing:
                     try:
                         sent = self.sock.send(batch, socket.MSG_DONTWAIT)
@@ -199,13 +215,11 @@ class Subscriber:
                     batch = batch[sent:]
             elif len(self.pending) >= self.limit:
                 return False
+            else:
+                batch = outgoing.body
             self.pending.append(batch)
             self.wake.set()
             return len(self.pending) <= self.limit
-
-    def _framed(self, data: bytes) -> bytes:
-        # What gunicorn's own write does to a body chunk (gunicorn.util.write).
-        return b"%X\r\n%s\r\n" % (len(data), data) if self.chunked else data
 
     def take_pending(self) -> list[bytes]:
         with self.lock:
@@ -219,7 +233,8 @@ class Subscriber:
         """From now on the feed writes to the socket (the server has sent the headers and every
         byte the stream yielded so far)."""
         with self.lock:
-            self.pending = deque(self._framed(batch) for batch in self.pending)
+            if self.chunked:
+                self.pending = deque(Outgoing(batch).chunk for batch in self.pending)
             self.direct = True
 
     def stop_direct(self) -> None:
@@ -268,6 +283,9 @@ class Broadcaster:
         self._stopping = stopping or server_is_stopping
         self._lock = threading.Lock()
         self._subscribers: set[Subscriber] = set()
+        # The same subscribers by audience: a tick's bytes are built once per audience and then
+        # written in one tight loop (the fan-out's cost is per client: keep it to the send).
+        self._audiences: dict[Audience, set[Subscriber]] = {}
         self._closed = threading.Event()
         # The feed runs (on its own thread) only while a stream is open; a new one per run.
         self._feed: ChangeFeed | None = None
@@ -295,6 +313,7 @@ class Broadcaster:
             # Subscribed before the replay is read: a change committed meanwhile is in both
             # (the page keeps the newer version), never in neither.
             self._subscribers.add(subscriber)
+            self._audiences.setdefault(subscriber.audience, set()).add(subscriber)
             head = self._ensure_feed()
         try:
             replay, reset = self._replay_for(subscriber, last_event_id, head)
@@ -349,7 +368,16 @@ class Broadcaster:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
-            self._subscribers.discard(subscriber)
+            self._forget(subscriber)
+
+    def _forget(self, subscriber: Subscriber) -> None:
+        """Under the lock."""
+        self._subscribers.discard(subscriber)
+        members = self._audiences.get(subscriber.audience)
+        if members is not None:
+            members.discard(subscriber)
+            if not members:
+                del self._audiences[subscriber.audience]
 
     def _event(self, change: Change, now: datetime) -> StreamEvent:
         job = change.job
@@ -365,19 +393,19 @@ class Broadcaster:
         events = [self._event(change, now) for change in changes]
         with self._lock:
             self.published_total += len(events)
-            batches: dict[tuple[str | None, StreamFilters], bytes] = {}
-            for subscriber in list(self._subscribers):
-                batch = batches.get(subscriber.audience)
-                if batch is None:
-                    batch = batches[subscriber.audience] = b"".join(
-                        e.frame for e in events if subscriber.wants(e)
-                    )
-                if batch and not subscriber.offer(batch):
-                    self._drop(subscriber)
+            for members in list(self._audiences.values()):
+                first = next(iter(members))
+                body = b"".join(e.frame for e in events if first.wants(e))
+                if not body:
+                    continue
+                outgoing = Outgoing(body)
+                for subscriber in list(members):
+                    if not subscriber.offer(outgoing):
+                        self._drop(subscriber)
 
     def _drop(self, subscriber: Subscriber) -> None:
         """Under the lock: a client too far behind. Its reconnect replays what it missed."""
-        self._subscribers.discard(subscriber)
+        self._forget(subscriber)
         subscriber.dropped = True
         subscriber.end()
         subscriber.shut_socket()
@@ -435,7 +463,7 @@ class Broadcaster:
             if not subscriber.wake.wait(heartbeat):
                 if subscriber.sock is not None and peer_closed(subscriber.sock):
                     return
-                yield KEEPALIVE
+                yield KEEPALIVE.body
                 continue
             chunks = subscriber.take_pending()
             if subscriber.ended.is_set():
@@ -480,6 +508,7 @@ class Broadcaster:
                 return
             self._closed.set()
             subscribers, self._subscribers = list(self._subscribers), set()
+            self._audiences.clear()
         for subscriber in subscribers:
             subscriber.end()
 
@@ -493,6 +522,7 @@ class Broadcaster:
             return {
                 "instance": self.instance_id,
                 "clients": len(self._subscribers),
+                "audiences": len(self._audiences),
                 "published": self.published_total,
                 "dropped": self.dropped_total,
                 "feedRunning": self._feed_running,

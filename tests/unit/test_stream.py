@@ -224,6 +224,19 @@ def test_one_tick_is_one_write_per_client(broadcaster: Broadcaster):
     assert admin.writes == 1 and alice.writes == 1
 
 
+def test_a_tick_is_built_once_per_audience_and_audiences_go_with_their_last_client(
+    broadcaster: Broadcaster,
+):
+    clients = [connect(broadcaster, p) for p in (ADMIN, Principal("ops2", Role.ADMIN), ALICE, ALICE, BOB)]
+    assert broadcaster.stats()["audiences"] == 3  # the admins, alice, bob
+    send(broadcaster, make_job("job_a", user="alice"))
+    assert [len(c.read(1)) for c in clients[:4]] == [1, 1, 1, 1] and clients[4].quiet()
+
+    for client in clients:
+        client.frames.close()  # the browser went away: the server closes its body
+    assert broadcaster.stats()["audiences"] == 0 and broadcaster.stats()["clients"] == 0
+
+
 # ---- filters -------------------------------------------------------------------------------------
 def test_filters_narrow_the_stream(broadcaster: Broadcaster):
     running_video = connect(
