@@ -256,6 +256,15 @@ class Settings(BaseSettings):
             return {**data, "environment": "cloud" if data.get("k_service") else "local"}
         return data
 
+    @model_validator(mode="after")
+    def _holdback_bounds_in_order(self) -> Settings:
+        if self.sse_holdback_ceiling_seconds < self.sse_holdback_floor_seconds:
+            raise ValueError(
+                "SSE_HOLDBACK_CEILING_SECONDS must be at least SSE_HOLDBACK_FLOOR_SECONDS "
+                f"({self.sse_holdback_ceiling_seconds} < {self.sse_holdback_floor_seconds})"
+            )
+        return self
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

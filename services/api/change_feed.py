@@ -135,9 +135,7 @@ class ChangeFeed:
         self.clock = clock
         self.lag = timedelta(seconds=settings.sse_commit_lag_seconds)
         self.holdback_floor = timedelta(seconds=settings.sse_holdback_floor_seconds)
-        self.holdback_ceiling = max(
-            self.holdback_floor, timedelta(seconds=settings.sse_holdback_ceiling_seconds)
-        )
+        self.holdback_ceiling = timedelta(seconds=settings.sse_holdback_ceiling_seconds)  # >= floor
         self.holdback = self.holdback_floor
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
         now = clock()

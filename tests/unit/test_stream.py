@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 import pytest
+from pydantic import ValidationError
 
 from services.api import change_feed
 from services.api.change_feed import Change, ChangeFeed, FeedCursor, JobFacts
@@ -535,6 +536,11 @@ def test_the_holdback_stops_at_its_ceiling_and_the_sweep_finds_the_rest(settings
     clock.now = at(3.5 + settings.sse_commit_lag_seconds + settings.sse_sweep_seconds)
     feed.poll()
     assert [c.job.job_id for c in sent] == ["job_slow", "job_fast", "job_late"] and feed.late_total == 1
+
+
+def test_a_holdback_ceiling_below_its_floor_is_refused_at_start():
+    with pytest.raises(ValidationError, match="SSE_HOLDBACK_CEILING_SECONDS must be at least"):
+        Settings(sse_holdback_floor_seconds=0.5, sse_holdback_ceiling_seconds=0.2)
 
 
 def test_a_burst_larger_than_a_page_is_read_in_one_tick(
