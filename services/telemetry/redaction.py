@@ -7,6 +7,7 @@ named like a credential, JWTs) for the ones we were never told about, such as a 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -72,6 +73,7 @@ _MAY_HOLD_CREDENTIAL = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a log line's keys are mostly the same few dozen names
 def is_sensitive_name(name: str) -> bool:
     normalized = _NAME_SEPARATORS.sub("", name.lower())
     return any(part in normalized for part in _SENSITIVE_NAME_PARTS)
