@@ -282,8 +282,7 @@ class Broadcaster:
         self.instance_id = secrets.token_hex(4)
         self._stopping = stopping or server_is_stopping
         self._lock = threading.Lock()
-        self._subscribers: set[Subscriber] = set()
-        # The same subscribers by audience: a tick's bytes are built once per audience and then
+        # The connected clients, by audience: a tick's bytes are built once per audience and then
         # written in one tight loop (the fan-out's cost is per client: keep it to the send).
         self._audiences: dict[Audience, set[Subscriber]] = {}
         self._closed = threading.Event()
@@ -308,11 +307,10 @@ class Broadcaster:
         with self._lock:
             if self._closed.is_set():
                 raise StreamUnavailable("the stream is shutting down; reconnect")
-            if len(self._subscribers) >= self.max_streams:
+            if self._client_count() >= self.max_streams:
                 raise StreamUnavailable("this instance holds as many streams as it may; retry shortly")
             # Subscribed before the replay is read: a change committed meanwhile is in both
             # (the page keeps the newer version), never in neither.
-            self._subscribers.add(subscriber)
             self._audiences.setdefault(subscriber.audience, set()).add(subscriber)
             head = self._ensure_feed()
         try:
@@ -372,12 +370,15 @@ class Broadcaster:
 
     def _forget(self, subscriber: Subscriber) -> None:
         """Under the lock."""
-        self._subscribers.discard(subscriber)
         members = self._audiences.get(subscriber.audience)
         if members is not None:
             members.discard(subscriber)
             if not members:
                 del self._audiences[subscriber.audience]
+
+    def _client_count(self) -> int:
+        """Under the lock."""
+        return sum(len(members) for members in self._audiences.values())
 
     def _event(self, change: Change, now: datetime) -> StreamEvent:
         job = change.job
@@ -487,10 +488,12 @@ class Broadcaster:
     def _feed_wanted(self) -> bool:
         """Asked by the feed before each tick: on while a stream is open and the server runs."""
         if self._stopping():
-            log.info("server is stopping: closing %d streams", len(self._subscribers))
+            with self._lock:
+                streams = self._client_count()
+            log.info("server is stopping: closing %d streams", streams)
             self.close()
         with self._lock:
-            if self._subscribers and not self._closed.is_set():
+            if self._audiences and not self._closed.is_set():  # an audience has a client at least
                 return True
             # Decided under the lock: a subscriber arriving after this starts a new feed.
             self._feed_running = False
@@ -507,7 +510,7 @@ class Broadcaster:
             if self._closed.is_set():
                 return
             self._closed.set()
-            subscribers, self._subscribers = list(self._subscribers), set()
+            subscribers = [s for members in self._audiences.values() for s in members]
             self._audiences.clear()
         for subscriber in subscribers:
             subscriber.end()
@@ -521,7 +524,7 @@ class Broadcaster:
             feed = self._feed
             return {
                 "instance": self.instance_id,
-                "clients": len(self._subscribers),
+                "clients": self._client_count(),
                 "audiences": len(self._audiences),
                 "published": self.published_total,
                 "dropped": self.dropped_total,
