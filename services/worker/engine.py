@@ -259,15 +259,10 @@ class Worker:
         return execution if self.repo.start_execution(execution) else None
 
     def _run(self, job: Job, execution: Execution) -> DeliveryOutcome:
-        return self._run_attempt(get_pipeline(job.pipeline), job, execution, started=time.monotonic())
-
-    def _run_attempt(
-        self, spec: PipelineSpec, job: Job, execution: Execution, *, started: float
-    ) -> DeliveryOutcome:
         artifacts: dict[str, str] = {}  # filled by each step this attempt finishes
-        close = functools.partial(self._close, execution, started=started, artifacts=artifacts)
+        close = functools.partial(self._close, execution, started=time.monotonic(), artifacts=artifacts)
         try:
-            final = self._run_steps(spec, job, artifacts)
+            final = self._run_steps(get_pipeline(job.pipeline), job, artifacts)
         except JobCancelled:
             close(ExecutionStatus.CANCELLED, counted="success")
             return DeliveryOutcome(Verdict.ACK, "CANCELLED", job.job_id, execution.execution_id)
