@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -408,6 +409,14 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def abba(first: str, second: str, rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, side) for two sides in ABBA order (A B, B A, A B, ...): the drift of a shared
+    machine over the run (warming up, growing collections) falls on both sides alike."""
+    for r in range(rounds):
+        for side in (first, second) if r % 2 == 0 else (second, first):
+            yield r, side
+
+
 # ---- part 3: intake against the bare handler -----------------------------------------------------
 def serve(module: Path, target: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = emu.free_port()
@@ -469,10 +478,9 @@ def run_intake(stack_env: dict[str, str], secret: str, n: int, rounds: int, tmp:
         runs: dict[str, list[dict[str, Any]]] = {"intake": [], "bare": []}
         pooled: dict[str, list[float]] = {"intake": [], "bare": []}
         urls = {"bare": bare_url, "intake": intake_url}
-        for r in range(rounds):  # ABBA (bare, intake, intake, bare, ...): drift falls on both sides
-            for name in ("bare", "intake") if r % 2 == 0 else ("intake", "bare"):
-                make = functools.partial(webhook, secret, f"{name[0]}{tag}{r}")
-                runs[name].append(latency_at(urls[name], make, n, pooled[name]))
+        for r, name in abba("bare", "intake", rounds):
+            make = functools.partial(webhook, secret, f"{name[0]}{tag}{r}")
+            runs[name].append(latency_at(urls[name], make, n, pooled[name]))
     finally:
         for proc in (intake, bare):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -526,13 +534,10 @@ def drain_rounds(
     # A whole burst: after a fifth of one, the first counted round still drained 30% slower than
     # the same side's second (9.2 against 13.1 jobs/s), the stack's warming-up, not the API.
     warm_up = api_up("warm", burst)
-    for r in range(rounds):
-        order = ("up", "stopped") if r % 2 == 0 else ("stopped", "up")
-        for side in order:
-            if side == "up":
-                runs["api_up_dashboard_open"].append(api_up(f"up{r}", burst))
-            else:
-                runs["api_stopped"].append(api_stopped(f"down{r}", burst))
+    sides = {"api_up_dashboard_open": (api_up, "up"), "api_stopped": (api_stopped, "down")}
+    for r, side in abba("api_up_dashboard_open", "api_stopped", rounds):
+        drain, tag = sides[side]
+        runs[side].append(drain(f"{tag}{r}", burst))
     rates = {
         name: round(sum(r["finished"] for r in rs) / sum(r["drain_seconds"] for r in rs), 2)
         for name, rs in runs.items()
